@@ -1,0 +1,90 @@
+package broker
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/jitgate/jitgate/broker/grant"
+	"github.com/jitgate/jitgate/broker/identity"
+	"github.com/jitgate/jitgate/broker/policy"
+	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// Evaluation is the pure part of a request: what the operation is, what access
+// it needs, and what policy says. The broker and `jitgate policy check` share it,
+// and it uses the same guard code the proxy enforces with.
+type Evaluation struct {
+	Access     spec.Access
+	Statements []grant.StatementInfo
+	Decision   policy.Decision
+	// Effect is the final effect: the policy's, or deny when the statement is
+	// unparseable, forbidden, or refused by the guard at its own level.
+	Effect  policy.Effect
+	Reasons []string
+}
+
+// Evaluate classifies the operation and decides. It does no I/O.
+func Evaluate(p *policy.Policy, who identity.Identity, in RequestInput) (Evaluation, error) {
+	tgt, ok := p.Target(in.Target)
+	if !ok {
+		return Evaluation{}, fmt.Errorf("%w: unknown target %q", ErrBadRequest, in.Target)
+	}
+	var ev Evaluation
+	var deny []string
+	switch in.Mode {
+	case spec.Exec:
+		if strings.TrimSpace(in.Operation) == "" {
+			return Evaluation{}, fmt.Errorf("%w: exec mode needs an operation (sql)", ErrBadRequest)
+		}
+		ev.Access = spec.Admin
+		cls, err := guard.Classify(in.Operation)
+		if err != nil {
+			deny = append(deny, fmt.Sprintf("statement cannot be parsed: %v", err))
+			break
+		}
+		for _, st := range cls.Statements {
+			ev.Statements = append(ev.Statements, grant.StatementInfo{SQL: st.SQL, Kind: st.Kind, Class: st.Class.String()})
+			if st.Class == guard.ClassForbidden {
+				deny = append(deny, fmt.Sprintf("%s is forbidden: %s", st.Kind, strings.Join(st.Reasons, "; ")))
+			}
+		}
+		switch cls.Class {
+		case guard.ClassRead:
+			ev.Access = spec.Read
+		case guard.ClassWrite:
+			ev.Access = spec.Write
+		}
+		if len(deny) == 0 {
+			// The statement must also pass the guard as the proxy will run it
+			// (write rules such as DELETE without WHERE), at the level it needs.
+			gd, err := guard.New(guard.Config{Access: ev.Access, DenyFunctions: tgt.Guard.DenyFunctions, DenyKinds: tgt.Guard.DenyKinds})
+			if err != nil {
+				return Evaluation{}, fmt.Errorf("broker: guard: %w", err)
+			}
+			if v := gd.Check(in.Operation); !v.Allowed {
+				deny = append(deny, v.Reason)
+			}
+		}
+	case spec.Session:
+		if in.Operation != "" {
+			return Evaluation{}, fmt.Errorf("%w: session mode takes no operation", ErrBadRequest)
+		}
+		ev.Access = in.Access
+		if ev.Access == spec.AccessNone {
+			ev.Access = spec.Read
+		}
+	default:
+		return Evaluation{}, fmt.Errorf("%w: mode must be exec or session", ErrBadRequest)
+	}
+	ev.Decision = p.Decide(policy.Input{Identity: who, Target: tgt.Name, Mode: in.Mode, Access: ev.Access, Reason: in.Reason, Operation: in.Operation})
+	ev.Effect = ev.Decision.Effect
+	ev.Reasons = append(append([]string{}, ev.Decision.Reasons...), deny...)
+	if len(deny) > 0 {
+		ev.Effect = policy.EffectDeny
+	}
+	if ev.Effect == policy.EffectDeny && len(ev.Reasons) == 0 {
+		ev.Reasons = []string{"denied by policy"}
+	}
+	return ev, nil
+}

@@ -1,0 +1,205 @@
+// Package local launches the ephemeral proxy as a child process of the same
+// binary. The grant spec, credential included, goes over the child's stdin pipe —
+// never argv or the environment, which other local users can read through /proc.
+// The child reports spec.Status lines on its stdout; it is sent SIGTERM at Stop and
+// dies with its parent (PR_SET_PDEATHSIG), so a crashed broker leaves no proxy
+// holding a credential.
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jitgate/jitgate/broker/launch"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// Config configures the local launcher.
+type Config struct {
+	// Executable is the jitgate binary; default os.Executable().
+	Executable string
+	// Args start the hidden proxy entry point; default ["__proxy"].
+	Args []string
+	// Grace is how long a proxy gets after SIGTERM before SIGKILL; default 3s.
+	Grace  time.Duration
+	Logger *slog.Logger
+	// Stderr receives the proxies' logs; default os.Stderr.
+	Stderr io.Writer
+}
+
+// Launcher starts child processes.
+type Launcher struct{ cfg Config }
+
+// New checks cfg and fills defaults.
+func New(cfg Config) (*Launcher, error) {
+	if cfg.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("launch/local: find own executable: %w", err)
+		}
+		cfg.Executable = exe
+	}
+	if len(cfg.Args) == 0 {
+		cfg.Args = []string{"__proxy"}
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	return &Launcher{cfg: cfg}, nil
+}
+
+// Launch starts the proxy and sends it g over its stdin.
+func (l *Launcher) Launch(ctx context.Context, g *spec.Grant) (launch.Handle, error) {
+	payload, err := json.Marshal(g)
+	if err != nil {
+		return nil, fmt.Errorf("launch/local: encode spec: %w", err)
+	}
+	cmd := exec.Command(l.cfg.Executable, l.cfg.Args...)
+	cmd.Env = minimalEnv()
+	cmd.Stderr = l.cfg.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("launch/local: start proxy: %w", err)
+	}
+	h := &handle{cmd: cmd, grace: l.cfg.Grace, first: make(chan spec.Status, 1), done: make(chan struct{})}
+	go h.read(stdout)
+	if _, err := stdin.Write(payload); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("launch/local: send spec: %w", err)
+	}
+	stdin.Close()
+	l.cfg.Logger.Info("proxy started", "grant", g.ID, "pid", cmd.Process.Pid)
+	return h, nil
+}
+
+// minimalEnv passes only what a child needs to find its tools; never secrets.
+func minimalEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+type handle struct {
+	cmd   *exec.Cmd
+	grace time.Duration
+	first chan spec.Status
+	done  chan struct{}
+
+	mu      sync.Mutex
+	last    spec.Status
+	waitErr error
+	stopped bool
+}
+
+func (h *handle) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
+	sent := false
+	for sc.Scan() {
+		var st spec.Status
+		if err := json.Unmarshal(sc.Bytes(), &st); err != nil {
+			continue
+		}
+		h.mu.Lock()
+		h.last = st
+		h.mu.Unlock()
+		if !sent && st.Type != spec.StatusExit {
+			h.first <- st
+			sent = true
+		}
+	}
+	err := h.cmd.Wait()
+	h.mu.Lock()
+	h.waitErr = err
+	if h.last.Type != spec.StatusExit && h.last.Type != spec.StatusError {
+		msg := "proxy exited without reporting"
+		if err != nil {
+			msg = fmt.Sprintf("proxy exited without reporting: %v", err)
+		}
+		h.last = spec.Status{Type: spec.StatusError, Code: spec.CodeInternal, Error: msg, Time: time.Now().UTC()}
+	}
+	last := h.last
+	h.mu.Unlock()
+	if !sent {
+		h.first <- last
+	}
+	close(h.done)
+}
+
+func (h *handle) Ready(ctx context.Context) (spec.Status, error) {
+	select {
+	case st := <-h.first:
+		// Keep it readable for a second Ready call.
+		h.first <- st
+		if st.Type == spec.StatusError {
+			return st, fmt.Errorf("launch/local: proxy: %s: %s", st.Code, st.Error)
+		}
+		return st, nil
+	case <-ctx.Done():
+		return spec.Status{}, ctx.Err()
+	}
+}
+
+func (h *handle) Wait(ctx context.Context) (spec.Status, error) {
+	select {
+	case <-h.done:
+	case <-ctx.Done():
+		return spec.Status{}, ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.last.Type == spec.StatusError {
+		return h.last, fmt.Errorf("launch/local: proxy: %s: %s", h.last.Code, h.last.Error)
+	}
+	return h.last, nil
+}
+
+func (h *handle) Stop() error {
+	h.mu.Lock()
+	h.stopped = true
+	h.mu.Unlock()
+	select {
+	case <-h.done:
+		return nil
+	default:
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-h.done:
+		return nil
+	case <-time.After(h.grace):
+		_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
+		<-h.done
+		return fmt.Errorf("launch/local: proxy %d did not stop within %s; killed", h.cmd.Process.Pid, h.grace)
+	}
+}

@@ -1,0 +1,132 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jitgate/jitgate/broker/audit"
+	"github.com/jitgate/jitgate/broker/grant"
+	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// SweepReport counts what one sweep did.
+type SweepReport struct {
+	Expired int // pending or unused approved grants expired
+	Ended   int // overdue active grants ended
+	Revoked int // leaked credentials revoked
+	Errors  []string
+}
+
+// Sweep expires pending grants past their wait, approved grants never used within
+// their TTL, and active grants past their deadline that no proxy of this process
+// serves any more (a crashed broker or proxy): their credentials are revoked.
+// Every transition is conditional, so sweepers racing approvers give one outcome.
+func (s *Service) Sweep(ctx context.Context) SweepReport {
+	var rep SweepReport
+	now := s.cfg.Now()
+	for _, st := range []grant.State{grant.Pending, grant.Approved, grant.Active} {
+		st := st
+		gs, err := s.cfg.Store.List(ctx, grant.Filter{State: &st})
+		if err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+			continue
+		}
+		for _, g := range gs {
+			switch st {
+			case grant.Pending:
+				if now.After(g.PendingUntil) {
+					if s.expire(ctx, g, now, "approval not given in time", &rep) {
+						rep.Expired++
+					}
+				}
+			case grant.Approved:
+				if now.After(g.UpdatedAt.Add(g.TTL)) {
+					if s.expire(ctx, g, now, "approved but not used within its ttl", &rep) {
+						rep.Expired++
+					}
+				}
+			case grant.Active:
+				s.mu.Lock()
+				_, running := s.sessions[g.ID]
+				s.mu.Unlock()
+				if running || now.Before(g.ExpiresAt.Add(s.cfg.RunTimeout)) {
+					continue
+				}
+				if g.LeaseID != "" && !g.CredentialRevoked {
+					s.revoke(ctx, g, spec.Credential{LeaseID: g.LeaseID, Username: roleFromLease(g.LeaseID)})
+					rep.Revoked++
+				}
+				if s.expire(ctx, g, now, "deadline passed without its proxy reporting", &rep) {
+					rep.Ended++
+				}
+			}
+		}
+	}
+	return rep
+}
+
+func (s *Service) expire(ctx context.Context, g *grant.Grant, now time.Time, why string, rep *SweepReport) bool {
+	_, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
+		if gg.State != g.State {
+			return fmt.Errorf("%w: state moved to %s", ErrConflict, gg.State)
+		}
+		return gg.Transition(grant.Expired, now)
+	})
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", g.ID, err))
+		return false
+	}
+	s.audit(ctx, audit.Event{Type: audit.GrantExpired, GrantID: g.ID, Target: g.Target, Actor: "sweeper", Detail: why})
+	return true
+}
+
+// RunSweeper sweeps every interval until ctx is done.
+//
+//	go svc.RunSweeper(ctx, 5*time.Second)
+func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if rep := s.Sweep(ctx); len(rep.Errors) > 0 {
+				s.cfg.Logger.Warn("sweep", "expired", rep.Expired, "revoked", rep.Revoked, "errors", rep.Errors)
+			}
+		}
+	}
+}
+
+// auditCommands turns the verdicts a proxy recorded into audit events.
+func (s *Service) auditCommands(ctx context.Context, g *grant.Grant, recPath string) {
+	_, events, err := record.ReadFile(recPath)
+	if err != nil {
+		s.cfg.Logger.Error("read recording for audit", "grant", g.ID, "path", recPath, "err", err)
+		s.audit(ctx, audit.Event{Type: audit.GrantFailed, GrantID: g.ID, Target: g.Target, Actor: "broker",
+			Detail: fmt.Sprintf("recording %s unreadable: %v", recPath, err)})
+		return
+	}
+	for _, ev := range events {
+		if ev.Type != record.Verdict || ev.Allowed == nil {
+			continue
+		}
+		typ := audit.CommandAllowed
+		if !*ev.Allowed {
+			typ = audit.CommandBlocked
+		}
+		s.audit(ctx, audit.Event{Type: typ, GrantID: g.ID, Target: g.Target, Actor: g.Requester, Rule: g.Rule,
+			Statement: ev.Statement, Detail: ev.Reason})
+	}
+}
+
+// roleFromLease recovers the username from a local lease id ("local:postgres:<role>").
+func roleFromLease(lease string) string {
+	const p = "local:postgres:"
+	if len(lease) > len(p) && lease[:len(p)] == p {
+		return lease[len(p):]
+	}
+	return ""
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/jitgate/jitgate/broker/identity"
+	"github.com/jitgate/jitgate/broker/identity/devissuer"
+)
+
+// devAudience is the audience of tokens from the embedded dev issuer.
+const devAudience = "jitgate"
+
+func devCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run the whole local stack: broker, embedded DEV-ONLY OIDC issuer, bbolt store, local proxies",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "policy", Usage: "policy YAML file", Required: true, Sources: cli.EnvVars("JITGATE_POLICY")},
+			&cli.StringFlag{Name: "listen", Usage: "broker address (loopback only in dev)", Value: "127.0.0.1:8700"},
+			&cli.StringFlag{Name: "data-dir", Usage: "grants, audit log and recordings", Value: ".jitgate-dev", Sources: cli.EnvVars("JITGATE_DATA_DIR")},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error"},
+		},
+		Commands: []*cli.Command{devTokenCommand()},
+		Action:   runDev,
+	}
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErr("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runDev(ctx context.Context, cmd *cli.Command) error {
+	log, err := newLogger(cmd.String("log-level"))
+	if err != nil {
+		return err
+	}
+	addr := cmd.String("listen")
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageErr("--listen %q: %v", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return usageErr("--listen %q: jitgate dev listens on loopback only (its issuer mints tokens for anyone who asks)", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("listen %s: %v", addr, err), exitError)
+	}
+	base := "http://" + ln.Addr().String()
+	iss, err := devissuer.New(devissuer.Options{Logger: log})
+	if err != nil {
+		ln.Close()
+		return cli.Exit(err.Error(), exitError)
+	}
+	iss.SetURL(base + "/dev/oidc")
+	st, err := buildStack(stackConfig{
+		PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log, DevLoopback: true,
+		ExtraIssuers: []identity.IssuerConfig{{Name: "dev", Issuer: iss.URL(), Audience: devAudience, GroupsClaim: "groups", DevOnly: true}},
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer st.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", iss.Handler()))
+	mux.Handle("/", st.handler)
+	go st.svc.RunSweeper(ctx, 2*time.Second)
+	log.Warn("DEV ONLY: the embedded OIDC issuer mints tokens for anyone on this machine; never expose jitgate dev", "issuer", iss.URL())
+	fmt.Fprintf(os.Stderr, "jitgate dev: broker listening on %s (data in %s)\n", base, cmd.String("data-dir"))
+	fmt.Fprintf(os.Stderr, "  export JITGATE_BROKER=%s\n", base)
+	fmt.Fprintf(os.Stderr, "  export JITGATE_TOKEN=$(jitgate dev token --sub agent-1 --groups ai-agents)\n")
+	return serve(ctx, ln, mux)
+}
+
+func devTokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "token",
+		Usage: "print a token from the running dev issuer (DEV ONLY)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "broker", Value: "http://127.0.0.1:8700", Sources: cli.EnvVars("JITGATE_BROKER")},
+			&cli.StringFlag{Name: "sub", Usage: "subject", Required: true},
+			&cli.StringFlag{Name: "groups", Usage: "comma-separated groups"},
+			&cli.StringSliceFlag{Name: "claim", Usage: "extra claim k=v (repeatable)"},
+			&cli.StringFlag{Name: "aud", Value: devAudience, Usage: "audience"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			form := url.Values{"sub": {cmd.String("sub")}, "groups": {cmd.String("groups")}, "aud": {cmd.String("aud")}}
+			for _, c := range cmd.StringSlice("claim") {
+				if !strings.Contains(c, "=") {
+					return usageErr("--claim %q: want key=value", c)
+				}
+				form.Add("claim", c)
+			}
+			u := strings.TrimRight(cmd.String("broker"), "/") + "/dev/oidc/token"
+			resp, err := http.PostForm(u, form)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("cannot reach jitgate dev at %s: %v (start it with: jitgate dev --policy FILE)", u, err), exitError)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			if resp.StatusCode != 200 {
+				return cli.Exit(fmt.Sprintf("dev issuer answered %d: %s", resp.StatusCode, strings.TrimSpace(string(body))), exitError)
+			}
+			var out struct {
+				IDToken string `json:"id_token"`
+			}
+			if err := json.Unmarshal(body, &out); err != nil || out.IDToken == "" {
+				return cli.Exit("dev issuer answered without a token", exitError)
+			}
+			fmt.Println(out.IDToken)
+			return nil
+		},
+	}
+}
+
+func brokerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "broker",
+		Usage: "run the broker",
+		Commands: []*cli.Command{{
+			Name:  "serve",
+			Usage: "serve the broker API (production: issuers from the policy only, no dev issuer)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "policy", Required: true, Sources: cli.EnvVars("JITGATE_POLICY")},
+				&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8700", Sources: cli.EnvVars("JITGATE_LISTEN")},
+				dataDirFlag(),
+				&cli.StringFlag{Name: "log-level", Value: "info"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				log, err := newLogger(cmd.String("log-level"))
+				if err != nil {
+					return err
+				}
+				st, err := buildStack(stackConfig{PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log})
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				ln, err := net.Listen("tcp", cmd.String("listen"))
+				if err != nil {
+					return cli.Exit(err.Error(), exitError)
+				}
+				go st.svc.RunSweeper(ctx, 5*time.Second)
+				log.Info("broker listening", "addr", ln.Addr().String())
+				return serve(ctx, ln, st.handler)
+			},
+		}},
+	}
+}

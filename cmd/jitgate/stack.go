@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/jitgate/jitgate/broker"
+	"github.com/jitgate/jitgate/broker/audit"
+	"github.com/jitgate/jitgate/broker/credentials"
+	"github.com/jitgate/jitgate/broker/credentials/local"
+	"github.com/jitgate/jitgate/broker/credentials/vault"
+	"github.com/jitgate/jitgate/broker/httpapi"
+	"github.com/jitgate/jitgate/broker/identity"
+	launchlocal "github.com/jitgate/jitgate/broker/launch/local"
+	"github.com/jitgate/jitgate/broker/policy"
+	"github.com/jitgate/jitgate/broker/store/bolt"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// stackConfig is what `jitgate dev` and `jitgate broker serve` share.
+type stackConfig struct {
+	PolicyPath string
+	DataDir    string
+	Logger     *slog.Logger
+	// ExtraIssuers are added to the policy's (the dev issuer).
+	ExtraIssuers []identity.IssuerConfig
+	DevLoopback  bool
+}
+
+type stack struct {
+	svc     *broker.Service
+	handler http.Handler
+	closers []func() error
+}
+
+func (s *stack) Close() {
+	s.svc.Close()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		_ = s.closers[i]()
+	}
+}
+
+func buildStack(cfg stackConfig) (*stack, error) {
+	p, err := policy.Load(cfg.PolicyPath)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "recordings"), 0o700); err != nil {
+		return nil, usageErr("data dir: %v", err)
+	}
+	st := &stack{}
+	fail := func(err error) (*stack, error) {
+		for i := len(st.closers) - 1; i >= 0; i-- {
+			_ = st.closers[i]()
+		}
+		return nil, err
+	}
+	sources := map[string]credentials.Source{}
+	for i := range p.Targets {
+		t := &p.Targets[i]
+		src, err := buildSource(t)
+		if err != nil {
+			return fail(usageErr("target %s: %v", t.Name, err))
+		}
+		sources[t.Name] = src
+	}
+	store, err := bolt.Open(filepath.Join(cfg.DataDir, "grants.db"), bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fail(cli1(fmt.Errorf("open grant store: %w (is another jitgate using %s?)", err, cfg.DataDir)))
+	}
+	st.closers = append(st.closers, store.Close)
+	alog, err := audit.Open(filepath.Join(cfg.DataDir, "audit.jsonl"), audit.Options{})
+	if err != nil {
+		return fail(cli1(fmt.Errorf("open audit log: %w", err)))
+	}
+	st.closers = append(st.closers, alog.Close)
+	launcher, err := launchlocal.New(launchlocal.Config{Logger: cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	verifier, err := identity.NewVerifier(append(p.IssuerConfigs(), cfg.ExtraIssuers...), identity.Options{Logger: cfg.Logger})
+	if err != nil {
+		return fail(usageErr("issuers: %v", err))
+	}
+	key, err := maskKey(cfg.DataDir)
+	if err != nil {
+		return fail(err)
+	}
+	svc, err := broker.New(broker.Config{
+		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
+		RecordDir: filepath.Join(cfg.DataDir, "recordings"), MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	st.svc = svc
+	h, err := httpapi.New(httpapi.Config{Service: svc, Verifier: verifier, Logger: cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	st.handler = h
+	return st, nil
+}
+
+// maskKey loads or creates the per-deployment key of the "token" mask style.
+func maskKey(dir string) ([]byte, error) {
+	p := filepath.Join(dir, "mask.key")
+	if b, err := os.ReadFile(p); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", p, err)
+	}
+	return b, nil
+}
+
+func buildSource(t *policy.Target) (credentials.Source, error) {
+	c := t.Credentials
+	roles := map[spec.Access]string{}
+	if c.ReadRole != "" {
+		roles[spec.Read] = c.ReadRole
+	}
+	if c.WriteRole != "" {
+		roles[spec.Write] = c.WriteRole
+	}
+	if c.AdminRole != "" {
+		roles[spec.Admin] = c.AdminRole
+	}
+	switch c.Source {
+	case "local", "":
+		dsn, err := resolveRef(c.AdminDSN)
+		if err != nil {
+			return nil, fmt.Errorf("admin_dsn: %w", err)
+		}
+		return local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: t.Database, Roles: roles})
+	case "vault":
+		vc := vaultapi.DefaultConfig() // reads VAULT_ADDR and friends
+		if vc.Error != nil {
+			return nil, vc.Error
+		}
+		client, err := vaultapi.NewClient(vc)
+		if err != nil {
+			return nil, err
+		}
+		if os.Getenv("VAULT_TOKEN") == "" {
+			return nil, errors.New("vault source needs VAULT_ADDR and VAULT_TOKEN")
+		}
+		vroles := roles
+		for k, v := range c.VaultRoles {
+			a, err := spec.ParseAccess(k)
+			if err != nil {
+				return nil, err
+			}
+			vroles[a] = v
+		}
+		return vault.New(vault.Config{Client: client, Mount: c.VaultMount, Roles: vroles})
+	}
+	return nil, fmt.Errorf("unknown credential source %q (want local or vault)", c.Source)
+}
+
+// resolveRef reads "env:NAME" and "file:PATH" references; anything else is literal.
+func resolveRef(ref string) (string, error) {
+	switch {
+	case strings.HasPrefix(ref, "env:"):
+		name := strings.TrimPrefix(ref, "env:")
+		v := os.Getenv(name)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		return v, nil
+	case strings.HasPrefix(ref, "file:"):
+		b, err := os.ReadFile(strings.TrimPrefix(ref, "file:"))
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	case ref == "":
+		return "", errors.New("not set")
+	}
+	return ref, nil
+}
+
+// serve runs srv until ctx is done, then shuts it down.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func cli1(err error) error { return cli.Exit(err.Error(), exitError) }

@@ -1,0 +1,203 @@
+// Package session is the life of one ephemeral proxy: it takes one grant spec,
+// opens the recording (refusing to run if it cannot), builds the guard, masker and
+// protocol engine, then either runs the grant's one operation (exec mode) or
+// accepts agent connections until the grant's deadline (session mode), and reports
+// each step to its launcher as spec.Status lines. Revoking the credential and
+// storing the recording are the launcher's side of the contract: the proxy never
+// holds the admin credential needed to revoke.
+//
+//	err := session.Run(ctx, session.Config{Grant: g, Status: os.Stdout, Logger: log})
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
+	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/mask"
+	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// Version is stamped into recordings; cmd/jitgate sets it from build info.
+var Version = "dev"
+
+// Config is what one proxy life needs.
+type Config struct {
+	Grant *spec.Grant
+	// Status receives one JSON line per spec.Status. Required.
+	Status io.Writer
+	Logger *slog.Logger
+	Now    func() time.Time
+	// DrainTimeout bounds how long connections get to finish once the deadline passed.
+	DrainTimeout time.Duration
+}
+
+// Run serves cfg.Grant and returns when the operation finished (exec) or the
+// session ended (deadline or ctx cancelled). A non-nil error has been reported on
+// the status channel already.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 500 * time.Millisecond
+	}
+	st := &statusWriter{w: cfg.Status, now: cfg.Now}
+	g := cfg.Grant
+	if g == nil {
+		return st.fail("", spec.CodeBadSpec, errors.New("session: no grant"))
+	}
+	log := cfg.Logger.With("grant", g.ID)
+	if err := g.Validate(); err != nil {
+		return st.fail(g.ID, spec.CodeBadSpec, err)
+	}
+	if g.Target.Protocol != spec.Postgres {
+		return st.fail(g.ID, spec.CodeBadSpec, fmt.Errorf("session: protocol %s is not served by this proxy", g.Target.Protocol))
+	}
+	ctx, cancel := context.WithDeadline(ctx, g.Deadline)
+	defer cancel()
+
+	rec, err := record.Open(g.Record.Dir, record.Header{
+		GrantID: g.ID, Identity: g.Identity, Target: g.Target.Name, Rule: g.Rule,
+		LeaseID: g.Credential.LeaseID, Version: Version, Mode: g.Mode.String(), Started: cfg.Now(),
+	})
+	if err != nil {
+		// No recording, no session: refuse.
+		return st.fail(g.ID, spec.CodeRecording, fmt.Errorf("session: open recording: %w", err))
+	}
+	recPath := rec.Path()
+	closeRec := func() error {
+		if err := rec.Close(); err != nil {
+			log.Error("recording close failed", "err", err)
+			return err
+		}
+		return nil
+	}
+
+	gd, err := guard.New(guard.Config{
+		Access: g.Guard.Access, DenyFunctions: g.Guard.DenyFunctions, AllowFunctions: g.Guard.AllowFunctions,
+		DenyKinds: g.Guard.DenyKinds, AllowKinds: g.Guard.AllowKinds,
+	})
+	if err != nil {
+		_ = closeRec()
+		return st.fail(g.ID, spec.CodeBadSpec, err)
+	}
+	style, err := mask.ParseStyle(g.Mask.Style)
+	if err != nil {
+		_ = closeRec()
+		return st.fail(g.ID, spec.CodeBadSpec, err)
+	}
+	mk, err := mask.New(mask.Config{Columns: g.Mask.Columns, Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)})
+	if err != nil {
+		_ = closeRec()
+		return st.fail(g.ID, spec.CodeBadSpec, err)
+	}
+	eng, err := postgres.New(postgres.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, Logger: log, Now: cfg.Now})
+	if err != nil {
+		_ = closeRec()
+		return st.fail(g.ID, spec.CodeBadSpec, err)
+	}
+
+	var runErr error
+	switch g.Mode {
+	case spec.Exec:
+		runErr = runExec(ctx, eng, g, st)
+	case spec.Session:
+		runErr = runSession(ctx, eng, g, st, log, cfg.DrainTimeout)
+	}
+	if err := closeRec(); err != nil && runErr == nil {
+		runErr = st.fail(g.ID, spec.CodeRecording, fmt.Errorf("session: close recording: %w", err))
+	}
+	st.send(spec.Status{Type: spec.StatusExit, GrantID: g.ID, Recording: recPath})
+	return runErr
+}
+
+func runExec(ctx context.Context, eng *postgres.Engine, g *spec.Grant, st *statusWriter) error {
+	res, err := eng.Exec(ctx, g.Operation)
+	if err != nil {
+		code := spec.CodeUpstream
+		switch {
+		case errors.Is(err, postgres.ErrBlocked):
+			code = spec.CodeBlocked
+		case errors.Is(err, context.DeadlineExceeded):
+			code = spec.CodeExpired
+		}
+		return st.fail(g.ID, code, err)
+	}
+	st.send(spec.Status{Type: spec.StatusResult, GrantID: g.ID, Result: &spec.Result{
+		Columns: res.Columns, Rows: res.Rows, Tag: res.CommandTag, Notices: res.Notices,
+	}})
+	return nil
+}
+
+func runSession(ctx context.Context, eng *postgres.Engine, g *spec.Grant, st *statusWriter, log *slog.Logger, drain time.Duration) error {
+	listen := g.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return st.fail(g.ID, spec.CodeInternal, fmt.Errorf("session: listen %s: %w", listen, err))
+	}
+	st.send(spec.Status{Type: spec.StatusReady, GrantID: g.ID, Addr: ln.Addr().String()})
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := eng.Serve(ctx, conn); err != nil && ctx.Err() == nil {
+				log.Info("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drain):
+		log.Warn("connections still open after the deadline; exiting anyway")
+	}
+	return nil
+}
+
+type statusWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	now func() time.Time
+}
+
+func (s *statusWriter) send(m spec.Status) {
+	m.Time = s.now().UTC()
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, _ = s.w.Write(append(b, '\n'))
+}
+
+func (s *statusWriter) fail(id, code string, err error) error {
+	s.send(spec.Status{Type: spec.StatusError, GrantID: id, Code: code, Error: err.Error()})
+	return err
+}
