@@ -31,8 +31,8 @@ import (
 	"time"
 )
 
-// Version is the recording format written by this package.
-const Version = "jitgate-recording/v1"
+// Format is the recording format written by this package, stamped into every header.
+const Format = "jitgate-recording/v1"
 
 // MaxRowsPerEvent is the number of rows a producer should put into one "rows" event
 // (the engine caps each statement's recorded rows at this and records the total in
@@ -48,14 +48,17 @@ var ErrClosed = errors.New("record: recorder closed")
 
 // Header is the first line of a recording.
 type Header struct {
-	Version  string    `json:"version"`
-	GrantID  string    `json:"grant_id"`
-	Identity string    `json:"identity"`
-	Target   string    `json:"target"`
-	Rule     string    `json:"rule"`
-	LeaseID  string    `json:"lease_id,omitempty"`
-	Mode     string    `json:"mode"`
-	Started  time.Time `json:"started"`
+	// Format is set by Open to the package's Format.
+	Format   string `json:"format"`
+	GrantID  string `json:"grant_id"`
+	Identity string `json:"identity"`
+	Target   string `json:"target"`
+	Rule     string `json:"rule"`
+	LeaseID  string `json:"lease_id,omitempty"`
+	// Version is the version of the jitgate build that wrote the recording.
+	Version string    `json:"version,omitempty"`
+	Mode    string    `json:"mode"`
+	Started time.Time `json:"started"`
 }
 
 // EventType names what an Event records. It is a closed set.
@@ -147,7 +150,7 @@ func Open(dir string, h Header) (*Recorder, error) {
 	r.w = bufio.NewWriterSize(f, 64<<10)
 	r.enc = json.NewEncoder(r.w)
 	r.enc.SetEscapeHTML(false)
-	h.Version = Version
+	h.Format = Format
 	if h.Started.IsZero() {
 		h.Started = r.now()
 	}
@@ -295,8 +298,8 @@ func ReadFile(path string) (Header, []Event, error) {
 	if err := decodeStrict(lines[0], &h); err != nil {
 		return h, nil, fmt.Errorf("record: read %s: header: %w", path, err)
 	}
-	if h.Version != Version {
-		return h, nil, fmt.Errorf("record: read %s: unsupported version %q", path, h.Version)
+	if h.Format != Format {
+		return h, nil, fmt.Errorf("record: read %s: unsupported format %q", path, h.Format)
 	}
 	events := make([]Event, 0, len(lines)-1)
 	for i, line := range lines[1:] {

@@ -15,7 +15,7 @@ import (
 
 func header(id string) record.Header {
 	return record.Header{GrantID: id, Identity: "https://issuer#agent", Target: "shop", Rule: "agents-read",
-		LeaseID: "lease-1", Mode: "session", Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+		LeaseID: "lease-1", Version: "v0.1.0", Mode: "session", Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 }
 
 func TestOpenWritesHeaderAndStartedDurably(t *testing.T) {
@@ -41,7 +41,7 @@ func TestOpenWritesHeaderAndStartedDurably(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.GrantID != "g1" || h.Version != record.Version || h.LeaseID != "lease-1" || !h.Started.Equal(header("g1").Started) {
+	if h.GrantID != "g1" || h.Format != record.Format || h.Version != "v0.1.0" || h.LeaseID != "lease-1" || !h.Started.Equal(header("g1").Started) {
 		t.Fatalf("header %+v", h)
 	}
 	if len(evs) != 1 || evs[0].Type != record.Started {
@@ -210,10 +210,10 @@ func TestConcurrentWriters(t *testing.T) {
 func TestReadFileIsStrict(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	good := `{"version":"jitgate-recording/v1","grant_id":"g","identity":"i","target":"t","rule":"r","mode":"exec","started":"2026-01-01T00:00:00Z"}` + "\n"
+	good := `{"format":"jitgate-recording/v1","grant_id":"g","identity":"i","target":"t","rule":"r","mode":"exec","started":"2026-01-01T00:00:00Z"}` + "\n"
 	cases := map[string]string{
 		"empty":         "",
-		"bad version":   strings.Replace(good, "v1", "v9", 1),
+		"bad format":    strings.Replace(good, "v1", "v9", 1),
 		"unknown field": good + `{"time":"2026-01-01T00:00:00Z","type":"query","evil":1}` + "\n",
 		"unknown type":  good + `{"time":"2026-01-01T00:00:00Z","type":"shell"}` + "\n",
 		"truncated":     good + `{"time":"2026-01-01T00:00:00Z","ty`,
