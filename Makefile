@@ -1,0 +1,50 @@
+# jitgate — run `make` for the list of targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/jitgate
+PKGS  := ./...
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/jitgate
+	$(GO) build -o $(BIN) ./cmd/jitgate
+
+.PHONY: deps
+deps: ## install missing Debian packages (as root) for tests and demo
+	scripts/ensure-deps.sh test
+
+.PHONY: demo
+demo: deps build ## run the narrated demo on embedded defaults (local PostgreSQL, dev issuer)
+	$(GO) run ./test/demo --bin $(BIN)
+
+.PHONY: test
+test: deps ## vet, then every test (unit, adversarial, end-to-end against real servers) with -race
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+.PHONY: test-short
+test-short: ## tests without -race (faster while developing)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+.PHONY: bench
+bench: ## Go benchmarks for the hot paths, baselines side by side
+	scripts/ensure-deps.sh bench
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./ephemeral/... ./broker/identity/... | tee bench/go-bench.txt
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	scripts/fuzz.sh $${FUZZTIME:-30s}
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	$(GO) vet $(PKGS)
+
+.PHONY: clean
+clean: ## remove build output and the dev data directory
+	rm -rf bin .jitgate-dev

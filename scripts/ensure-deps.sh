@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what jitgate's tests and demo need, only when it is missing:
+# Debian packages (as root only; otherwise names them and fails) and Go tools.
+# Usage: scripts/ensure-deps.sh [test|demo|bench]
+set -euo pipefail
+what=${1:-test}
+
+need_pkgs=()
+have_bin() { ls $1 >/dev/null 2>&1; }
+have_bin '/usr/lib/postgresql/*/bin/initdb' || need_pkgs+=(postgresql-15)
+command -v psql >/dev/null    || need_pkgs+=(postgresql-client-15)
+command -v pgbench >/dev/null || need_pkgs+=(postgresql-contrib)
+if [ "$what" = bench ]; then
+  command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
+fi
+
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "ensure-deps: missing Debian packages: ${need_pkgs[*]}" >&2
+    echo "ensure-deps: install them with: sudo apt-get install -y ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+  echo "ensure-deps: installing ${need_pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  # Do not let the package start a cluster of its own: tests start their own.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# PostgreSQL refuses to run as root; tests run it as the postgres user.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "ensure-deps: the postgres user is missing (the postgresql-15 package creates it)" >&2
+  exit 1
+fi
+echo "ensure-deps: ok ($what)" >&2
