@@ -51,9 +51,11 @@ type Grant struct {
 	// sha, actor, run_id, event_name, pr).
 	Claims map[string]any `json:"claims,omitempty"`
 
-	Target   string        `json:"target"`
-	Protocol spec.Protocol `json:"protocol"`
-	Mode     spec.Mode     `json:"mode"`
+	Target string `json:"target"`
+	// Protocol and Mode are omitted when unknown (a denied request may name no
+	// usable target): spec's text codecs write "unknown" but refuse to read it.
+	Protocol spec.Protocol `json:"protocol,omitzero"`
+	Mode     spec.Mode     `json:"mode,omitzero"`
 	Access   spec.Access   `json:"access"`
 	// Operation is the one operation of an exec grant (the SQL); "" for sessions.
 	Operation string `json:"operation,omitempty"`

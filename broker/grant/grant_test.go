@@ -191,6 +191,16 @@ func TestJSONRoundTrip(t *testing.T) {
 			t.Errorf("JSON lacks %s: %s", want, b)
 		}
 	}
+	// A denied request that named no usable target round-trips too.
+	d := &grant.Grant{ID: "g_d", Requester: "r", State: grant.Denied}
+	b, err = json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dback grant.Grant
+	if err := json.Unmarshal(b, &dback); err != nil || dback.Protocol != spec.ProtocolUnknown || dback.Mode != spec.ModeUnknown {
+		t.Errorf("denied grant without protocol: %s → %+v, %v", b, dback, err)
+	}
 	// A zero-state grant cannot be marshalled: it never reaches a store.
 	if _, err := json.Marshal(&grant.Grant{ID: "g_1"}); err == nil {
 		t.Error("marshalling a grant in StateUnknown succeeded")
