@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jitgate/jitgate/test/pgtest"
+	"github.com/jitgate/jitgate/test/shopdb"
 )
 
 const seed = `
@@ -100,20 +101,13 @@ func run(bin, dataDir string) error {
 	}
 	defer pg.Stop()
 	fmt.Printf("  postgres listening on %s\n", pg.Addr())
-	for _, s := range []struct{ db, sql string }{
-		{"postgres", "CREATE DATABASE shop"}, {"postgres", "CREATE DATABASE shop_test"},
-		{"postgres", "CREATE ROLE shop_read NOLOGIN; CREATE ROLE shop_write NOLOGIN; CREATE ROLE test_read NOLOGIN; CREATE ROLE test_write NOLOGIN"},
-		{"shop", seed + "GRANT SELECT ON ALL TABLES IN SCHEMA public TO shop_read; GRANT shop_read TO shop_write; GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO shop_write; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO shop_write;"},
-		{"shop_test", seed + "GRANT SELECT ON ALL TABLES IN SCHEMA public TO test_read; GRANT test_read TO test_write; GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO test_write; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO test_write;"},
-	} {
-		if err := pg.Exec(ctx, s.db, s.sql); err != nil {
-			return fmt.Errorf("seed: %w", err)
-		}
+	if err := shopdb.Setup(ctx, pg); err != nil {
+		return err
 	}
 	fmt.Println("  seeded databases shop and shop_test (users with emails, password hashes, card numbers; orders)")
 
 	policyPath := filepath.Join(dataDir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(fmt.Sprintf(policyTmpl, pg.Addr())), 0o600); err != nil {
+	if err := os.WriteFile(policyPath, []byte(shopdb.PolicyFor(pg.Addr())), 0o600); err != nil {
 		return err
 	}
 	listen, err := freeAddr()
