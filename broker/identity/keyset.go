@@ -166,8 +166,11 @@ func (is *issuer) VerifySignature(ctx context.Context, raw string) ([]byte, erro
 		}
 		cands = is.candidates(h.KeyID, h.Algorithm)
 		if len(cands) == 0 {
-			if h.KeyID == "" {
+			switch {
+			case h.KeyID == "":
 				return nil, fmt.Errorf("no key of the issuer fits algorithm %s", h.Algorithm)
+			case is.hasKID(h.KeyID):
+				return nil, fmt.Errorf("key %q does not fit algorithm %s", h.KeyID, h.Algorithm)
 			}
 			return nil, fmt.Errorf("unknown key id %q", h.KeyID)
 		}
@@ -203,6 +206,17 @@ func (is *issuer) candidates(kid, alg string) []jose.JSONWebKey {
 		out = append(out, k)
 	}
 	return out
+}
+
+func (is *issuer) hasKID(kid string) bool {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	for _, k := range is.keys {
+		if k.KeyID == kid {
+			return true
+		}
+	}
+	return false
 }
 
 func keyFitsAlg(key any, alg string) bool {
