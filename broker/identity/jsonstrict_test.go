@@ -2,6 +2,7 @@ package identity
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -40,7 +41,7 @@ func TestDecodeStrictObject(t *testing.T) {
 		{`{"a":[{"b":1,"b":2}]}`, `duplicate JSON key "b"`},
 		{`[]`, "not a JSON object"},
 		{`{"a":1} {"b":2}`, "trailing data"},
-		{`{"a":` + string(make([]byte, 0)) + `}`, "bad JSON"},
+		{`{"a":}`, "bad JSON"},
 		{deep(40), "nested too deeply"},
 	}
 	for _, c := range cases {
@@ -48,7 +49,7 @@ func TestDecodeStrictObject(t *testing.T) {
 		switch {
 		case c.wantErr == "" && err != nil:
 			t.Errorf("%s: %v", c.in, err)
-		case c.wantErr != "" && (err == nil || !contains(err.Error(), c.wantErr)):
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
 			t.Errorf("%s: error %v, want %q", c.in, err, c.wantErr)
 		}
 	}
@@ -60,15 +61,4 @@ func deep(n int) string {
 		s = `{"a":` + s + `}`
 	}
 	return s
-}
-
-func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
