@@ -47,6 +47,10 @@ func ParseProtocol(s string) (Protocol, error) {
 
 func (p Protocol) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 func (p *Protocol) UnmarshalText(b []byte) error {
+	if string(b) == "unknown" {
+		*p = ProtocolUnknown
+		return nil
+	}
 	v, err := ParseProtocol(string(b))
 	*p = v
 	return err
@@ -85,6 +89,10 @@ func ParseMode(s string) (Mode, error) {
 
 func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 func (m *Mode) UnmarshalText(b []byte) error {
+	if string(b) == "unknown" {
+		*m = ModeUnknown
+		return nil
+	}
 	v, err := ParseMode(string(b))
 	*m = v
 	return err
