@@ -144,13 +144,13 @@ func buildSource(t *policy.Target) (credentials.Source, error) {
 		roles[spec.Admin] = c.AdminRole
 	}
 	switch c.Source {
-	case "local", "":
+	case policy.SourceLocal:
 		dsn, err := resolveRef(c.AdminDSN)
 		if err != nil {
 			return nil, fmt.Errorf("admin_dsn: %w", err)
 		}
 		return local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: t.Database, Roles: roles})
-	case "vault":
+	case policy.SourceVault:
 		vc := vaultapi.DefaultConfig() // reads VAULT_ADDR and friends
 		if vc.Error != nil {
 			return nil, vc.Error
@@ -162,17 +162,15 @@ func buildSource(t *policy.Target) (credentials.Source, error) {
 		if os.Getenv("VAULT_TOKEN") == "" {
 			return nil, errors.New("vault source needs VAULT_ADDR and VAULT_TOKEN")
 		}
-		vroles := roles
-		for k, v := range c.VaultRoles {
-			a, err := spec.ParseAccess(k)
-			if err != nil {
-				return nil, err
+		vroles := map[spec.Access]string{}
+		for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
+			if r := c.Role(a); r != "" {
+				vroles[a] = r
 			}
-			vroles[a] = v
 		}
 		return vault.New(vault.Config{Client: client, Mount: c.VaultMount, Roles: vroles})
 	}
-	return nil, fmt.Errorf("unknown credential source %q (want local or vault)", c.Source)
+	return nil, fmt.Errorf("unknown credential source %v (want local or vault)", c.Source)
 }
 
 // resolveRef reads "env:NAME" and "file:PATH" references; anything else is literal.
