@@ -76,6 +76,7 @@ func (e *Engine) execClient(ctx context.Context, nc net.Conn, sql string) (*Resu
 	}
 	// Explicit values only: nothing from the process environment.
 	cfg.Host, cfg.Port = "jitgate-exec", 5432
+	cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
 	cfg.User = e.grant.ID
 	cfg.Password = string(e.grant.ClientSecret)
 	cfg.Database = e.grant.Target.Database
