@@ -553,7 +553,9 @@ func (s *Service) runExec(ctx context.Context, g *grant.Grant, stages map[string
 	runCtx, cancel := context.WithTimeout(ctx, s.cfg.RunTimeout)
 	defer cancel()
 	t1 := s.cfg.Now()
-	h, err := s.cfg.Launcher.Launch(runCtx, s.proxySpec(g, cred, spec.Secret{}))
+	// The exec runner talks to its own engine in-process; the secret still
+	// guards that path so the engine has one authentication rule.
+	h, err := s.cfg.Launcher.Launch(runCtx, s.proxySpec(g, cred, spec.NewSecret(randomSecret())))
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: launch proxy: %v", ErrUnavailable, err)
 	}

@@ -115,8 +115,10 @@ func (l *loader) policy(n *yaml.Node, env *cel.Env) *Policy {
 
 	targetAt := map[string]int{}
 	for _, tn := range l.seq(f.vals["targets"], "targets") {
-		t, ok := l.target(tn)
-		if !ok {
+		// A target with errors is still registered by name, so rules naming
+		// it do not add "unknown target" to the real error.
+		t, named := l.target(tn)
+		if !named {
 			continue
 		}
 		if line, dup := targetAt[t.Name]; dup {
@@ -186,6 +188,9 @@ func (l *loader) issuer(n *yaml.Node) (Issuer, bool) {
 	if err := cfg.Validate(); err != nil {
 		at := n
 		msg := strings.TrimPrefix(err.Error(), "identity: ")
+		if rest, ok := strings.CutPrefix(msg, "issuer "+name+": "); ok {
+			msg = what + ": " + rest
+		}
 		switch {
 		case strings.Contains(msg, "issuer URL"):
 			at = f.vals["issuer"]
@@ -205,6 +210,8 @@ var (
 	columnRE   = regexp.MustCompile(`^(\*|[A-Za-z_][A-Za-z0-9_$]*)(\.(\*|[A-Za-z_][A-Za-z0-9_$]*)){0,2}$`)
 )
 
+// target reads one target; it reports whether the target has a valid name
+// (its other errors are in l.errs).
 func (l *loader) target(n *yaml.Node) (Target, bool) {
 	f := l.mapping(n, "target", "name", "description", "kind", "address", "database",
 		"credentials", "masking", "guard")
@@ -216,7 +223,6 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 		return Target{}, false
 	}
 	what := fmt.Sprintf("target %q", name)
-	before := len(l.errs)
 	t := Target{Name: name}
 	t.Description, _ = l.str(f, "description", what)
 	if kind, ok := l.required(f, "kind", what); ok {
@@ -277,7 +283,7 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 			t.Guard.AllowKinds, _ = l.strList(gf, "allow_kinds", what+" guard")
 		}
 	}
-	return t, len(l.errs) == before
+	return t, true
 }
 
 func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) TargetCredentials {
@@ -480,7 +486,7 @@ func (l *loader) approval(n *yaml.Node, what string, issuers map[string]int) *Ap
 			switch {
 			case q < 1:
 				l.errAt(f.vals["quorum"], "%s: quorum must be at least 1, got %d", w, q)
-			case len(a.Groups) == 0 && q > len(a.Users):
+			case len(a.Groups) == 0 && len(a.Users) > 0 && q > len(a.Users):
 				l.errAt(f.vals["quorum"], "%s: quorum %d exceeds the %d listed users", w, q, len(a.Users))
 			default:
 				a.Quorum = q

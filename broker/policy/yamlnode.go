@@ -118,7 +118,7 @@ func (l *loader) str(f *fields, key, what string) (string, bool) {
 	if n == nil {
 		return "", true
 	}
-	if !l.plain(n, what+"."+key) {
+	if !l.plain(n, what+": "+key) {
 		return "", false
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
@@ -147,7 +147,7 @@ func (l *loader) strList(f *fields, key, what string) ([]string, bool) {
 	if n == nil {
 		return nil, true
 	}
-	if !l.plain(n, what+"."+key) {
+	if !l.plain(n, what+": "+key) {
 		return nil, false
 	}
 	if n.Kind != yaml.SequenceNode {
@@ -157,7 +157,7 @@ func (l *loader) strList(f *fields, key, what string) ([]string, bool) {
 	out := make([]string, 0, len(n.Content))
 	ok := true
 	for _, e := range n.Content {
-		if !l.plain(e, what+"."+key) {
+		if !l.plain(e, what+": "+key) {
 			ok = false
 			continue
 		}
@@ -295,7 +295,7 @@ func (l *loader) celPos(n *yaml.Node, line, col int) (int, int) {
 
 // sourceOffset converts a column in the decoded value of a quoted scalar to
 // the number of source characters after the opening quote, skipping over
-// escapes ('' in single quotes, \x in double quotes).
+// escapes (a doubled quote in single quotes, backslash escapes in double quotes).
 func (l *loader) sourceOffset(n *yaml.Node, col int) int {
 	src := []rune(l.lines[n.Line-1])
 	i := n.Column // index just after the opening quote (Column is 1-based)

@@ -7,10 +7,9 @@
 // ReadRole and spec.Write to WriteRole (and nothing to spec.Admin), and calls Run:
 //
 //	srv := pgtest.Start(t)
-//	dsn := srv.AdminDSN("shop")
-//	credtest.Seed(t.Context(), dsn) // after CREATE DATABASE shop
+//	dsn, db := credtest.Database(t, srv) // CREATE DATABASE + Seed
 //	credtest.Run(t, func(t *testing.T) (credentials.Source, string) {
-//		src, _ := local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: "shop",
+//		src, _ := local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: db,
 //			Roles: map[spec.Access]string{spec.Read: credtest.ReadRole, spec.Write: credtest.WriteRole}})
 //		return src, dsn
 //	})
@@ -33,6 +32,7 @@ import (
 
 	"github.com/jitgate/jitgate/broker/credentials"
 	"github.com/jitgate/jitgate/ephemeral/spec"
+	"github.com/jitgate/jitgate/test/pgtest"
 )
 
 const (
@@ -70,6 +70,25 @@ func Seed(ctx context.Context, adminDSN string) error {
 		return fmt.Errorf("credtest: seed: %w", err)
 	}
 	return nil
+}
+
+// Database creates a fresh database on srv, seeds it with SeedSQL and returns
+// its admin DSN and name. Databases are left for srv's own cleanup.
+func Database(tb testing.TB, srv *pgtest.Server) (dsn, name string) {
+	tb.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name = "shop_" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := srv.Exec(ctx, "postgres", "CREATE DATABASE "+name); err != nil {
+		tb.Fatal(err)
+	}
+	dsn = srv.AdminDSN(name)
+	if err := Seed(ctx, dsn); err != nil {
+		tb.Fatal(err)
+	}
+	return dsn, name
 }
 
 // NewSource returns a fresh Source and the admin DSN of the database its

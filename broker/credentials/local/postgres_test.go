@@ -27,8 +27,6 @@ var cluster struct {
 	once sync.Once
 	srv  *pgtest.Server
 	err  error
-	mu   sync.Mutex
-	n    int
 }
 
 func TestMain(m *testing.M) {
@@ -46,18 +44,7 @@ func newDB(t *testing.T) (string, string) {
 	if cluster.err != nil {
 		t.Fatal(cluster.err)
 	}
-	cluster.mu.Lock()
-	cluster.n++
-	name := fmt.Sprintf("shop%d", cluster.n)
-	cluster.mu.Unlock()
-	if err := cluster.srv.Exec(t.Context(), "postgres", "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	dsn := cluster.srv.AdminDSN(name)
-	if err := credtest.Seed(t.Context(), dsn); err != nil {
-		t.Fatal(err)
-	}
-	return dsn, name
+	return credtest.Database(t, cluster.srv)
 }
 
 func roles() map[spec.Access]string {
