@@ -178,6 +178,12 @@ func (s *source) column(name string) (lin ColumnLineage, definite, found bool) {
 	if s.tail != nil {
 		l := *s.tail
 		l.Star = false
+		if l.Direct && len(l.Refs) == 1 && l.Refs[0].Column == "" {
+			// The columns of `SELECT * FROM t`: the name is t's column name.
+			r := l.Refs[0]
+			r.Column = name
+			l.Refs = []ColumnRef{r}
+		}
 		return l, false, true
 	}
 	return ColumnLineage{}, false, false
@@ -215,7 +221,8 @@ func (s *source) whole() ColumnLineage {
 func (s *source) star() []ColumnLineage {
 	switch {
 	case s.base != nil:
-		return []ColumnLineage{{Star: true, Direct: true, Refs: []ColumnRef{s.baseRef("")}}}
+		// Renamed columns (FROM t AS x(a, b)) cannot be told apart by name any more.
+		return []ColumnLineage{{Star: true, Direct: s.renamed == nil, Refs: []ColumnRef{s.baseRef("")}}}
 	case s.members != nil:
 		var out []ColumnLineage
 		for _, m := range s.members {
@@ -258,7 +265,9 @@ func derived(cols []ColumnLineage, names []string, alias *pg.Alias) *source {
 			// Names after a star are no longer positional; keep them by name and let
 			// the star's columns answer any other name.
 			if s.tail == nil {
-				s.tail = &ColumnLineage{}
+				t := c
+				s.tail = &t
+				continue
 			}
 			s.tail.merge(c)
 			s.tail.Direct = false

@@ -6,7 +6,10 @@ import "strings"
 // through the catalog.
 type Field struct {
 	Name     string
-	Computed bool      // TableOID == 0: an expression, not a plain table column
+	Computed bool // TableOID == 0: an expression, not a plain table column
+	// Resolved: the engine found (TableOID, attnum) in the catalog. PostgreSQL reports
+	// attnum 0 for a whole-row reference (`SELECT u FROM users u`): that is not a
+	// column, so it MUST NOT be resolved (it is then redacted).
 	Source   ColumnRef // valid when !Computed && Resolved
 	Resolved bool      // the engine could resolve the table OID/attnum
 	RelKind  byte      // 'r','p' table; 'v' view; 'm' matview; 'f' foreign; 0 unknown
@@ -81,7 +84,7 @@ func (m *Masker) Plan(fields []Field, lin *Lineage) *Plan {
 		p.passthrough = otherwise == ActionPass
 		return p
 	}
-	cols := align(lin, len(fields))
+	cols := align(lin, fields)
 	p.passthrough = true
 	for i, f := range fields {
 		var c *ColumnLineage
@@ -108,6 +111,9 @@ func (m *Masker) decide(f Field, c *ColumnLineage, lin *Lineage) (bool, string) 
 	if !f.Computed {
 		if !f.Resolved {
 			return true, "source column could not be resolved"
+		}
+		if f.Source.Column == "" || f.Source.Column == "*" {
+			return true, "whole-row reference to " + f.Source.String()
 		}
 		switch f.RelKind {
 		case 'r', 'p':
@@ -137,15 +143,15 @@ func (m *Masker) decide(f Field, c *ColumnLineage, lin *Lineage) (bool, string) 
 	if c.WholeRow {
 		return true, "whole-row reference"
 	}
-	for _, r := range c.Refs {
-		if m.ColumnMasked(r) {
-			return true, "derived from masked column " + r.String()
-		}
-	}
 	if plainTable && c.Direct {
 		// The catalog proves the value is that table column, and the parse tree agrees
 		// that nothing else feeds it.
 		return false, ""
+	}
+	for _, r := range c.Refs {
+		if m.ColumnMasked(r) {
+			return true, "derived from masked column " + r.String()
+		}
 	}
 	for _, r := range c.Refs {
 		if !lin.provenTable(r) {
@@ -178,14 +184,17 @@ func (l *Lineage) provenTable(r ColumnRef) bool {
 	return matched || r.Table == ""
 }
 
-// align maps the lineage's columns onto n output fields. A Star entry stands for zero
-// or more fields: entries before the first star map from the start, entries after the
-// last star from the end, and every field in between gets the union of the entries
-// from the first star to the last. It returns nil when the lineage cannot be aligned.
-func align(lin *Lineage, n int) []ColumnLineage {
+// align maps the lineage's columns onto the output fields. A Star entry stands for
+// zero or more fields: entries before the first star map from the start, entries
+// after the last star from the end. A field in between gets the union of the entries
+// from the first star to the last, except that a plain table column picks the star
+// over that very table when the region holds only plain columns (a join of tables
+// with `*`). It returns nil when the lineage cannot be aligned.
+func align(lin *Lineage, fields []Field) []ColumnLineage {
 	if lin == nil || lin.Unknown {
 		return nil
 	}
+	n := len(fields)
 	cols := lin.Columns
 	first, last := -1, -1
 	for i, c := range cols {
@@ -206,16 +215,47 @@ func align(lin *Lineage, n int) []ColumnLineage {
 	if len(head)+len(tail) > n {
 		return nil
 	}
-	var mid ColumnLineage
-	for _, c := range cols[first : last+1] {
-		mid.merge(c)
+	region := cols[first : last+1]
+	var union ColumnLineage
+	simple := true
+	for _, c := range region {
+		union.merge(c)
+		simple = simple && c.Direct
 	}
-	mid.Direct = first == last && cols[first].Direct
-	mid.Star = false
+	union.Direct = len(region) == 1 && region[0].Direct
 	out := make([]ColumnLineage, 0, n)
 	out = append(out, head...)
-	for len(out) < n-len(tail) {
-		out = append(out, mid)
+	for i := len(head); i < n-len(tail); i++ {
+		c := union
+		if f := fields[i]; simple && len(region) > 1 && !f.Computed && f.Resolved {
+			if picked, ok := starOver(region, f.Source); ok {
+				c = picked
+			}
+		}
+		out = append(out, c)
 	}
 	return append(out, tail...)
+}
+
+// starOver finds the star entries over the table of src: `t.*` for a plain table t.
+func starOver(region []ColumnLineage, src ColumnRef) (ColumnLineage, bool) {
+	var out ColumnLineage
+	found := false
+	for _, c := range region {
+		if !c.Star || len(c.Refs) != 1 {
+			continue
+		}
+		r := c.Refs[0]
+		if r.Column != "" || !strings.EqualFold(r.Table, src.Table) || r.Schema != "" && !strings.EqualFold(r.Schema, src.Schema) {
+			continue
+		}
+		if !found {
+			out = c
+			found = true
+		} else {
+			out.merge(c)
+		}
+	}
+	out.Star = false
+	return out, found
 }
