@@ -30,7 +30,7 @@ func proxyCommand() *cli.Command {
 				return cli.Exit("decode spec: "+err.Error(), exitUsage)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("proxy", g.ID)
-			if err := session.Run(ctx, session.Config{Grant: &g, Status: os.Stdout, Logger: log}); err != nil {
+			if err := session.Run(ctx, session.Config{Grant: &g, Engines: engines(), Status: os.Stdout, Logger: log}); err != nil {
 				return cli.Exit("", exitError)
 			}
 			return nil

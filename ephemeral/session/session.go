@@ -20,9 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
-	"github.com/jitgate/jitgate/ephemeral/guard"
-	"github.com/jitgate/jitgate/ephemeral/mask"
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
@@ -30,9 +27,28 @@ import (
 // Version is stamped into recordings; cmd/jitgate sets it from build info.
 var Version = "dev"
 
+// Engine serves one protocol for one grant.
+type Engine interface {
+	// Serve handles one client connection until it ends or ctx is done (the
+	// grant deadline), closing client and upstream promptly when it is.
+	Serve(ctx context.Context, client net.Conn) error
+	// Exec runs the grant's one operation through the same guard, mask and
+	// record path as Serve and returns the masked result. A refusal by the
+	// guard wraps ErrBlocked.
+	Exec(ctx context.Context, operation string) (*spec.Result, error)
+}
+
+// ErrBlocked marks an operation the guard refused; engines wrap it.
+var ErrBlocked = errors.New("blocked by policy")
+
+// Factory builds the engine for a grant; rec is already open.
+type Factory func(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (Engine, error)
+
 // Config is what one proxy life needs.
 type Config struct {
 	Grant *spec.Grant
+	// Engines is the closed set of protocol engines, built in main.
+	Engines map[spec.Protocol]Factory
 	// Status receives one JSON line per spec.Status. Required.
 	Status io.Writer
 	Logger *slog.Logger
@@ -63,9 +79,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := g.Validate(); err != nil {
 		return st.fail(g.ID, spec.CodeBadSpec, err)
 	}
-	if g.Target.Protocol != spec.Postgres {
-		return st.fail(g.ID, spec.CodeBadSpec, fmt.Errorf("session: protocol %s is not served by this proxy", g.Target.Protocol))
-	}
 	ctx, cancel := context.WithDeadline(ctx, g.Deadline)
 	defer cancel()
 
@@ -86,25 +99,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	}
 
-	gd, err := guard.New(guard.Config{
-		Access: g.Guard.Access, DenyFunctions: g.Guard.DenyFunctions, AllowFunctions: g.Guard.AllowFunctions,
-		DenyKinds: g.Guard.DenyKinds, AllowKinds: g.Guard.AllowKinds,
-	})
-	if err != nil {
+	factory, ok := cfg.Engines[g.Target.Protocol]
+	if !ok {
 		_ = closeRec()
-		return st.fail(g.ID, spec.CodeBadSpec, err)
+		return st.fail(g.ID, spec.CodeBadSpec, fmt.Errorf("session: protocol %s is not served by this proxy", g.Target.Protocol))
 	}
-	style, err := mask.ParseStyle(g.Mask.Style)
-	if err != nil {
-		_ = closeRec()
-		return st.fail(g.ID, spec.CodeBadSpec, err)
-	}
-	mk, err := mask.New(mask.Config{Columns: g.Mask.Columns, Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)})
-	if err != nil {
-		_ = closeRec()
-		return st.fail(g.ID, spec.CodeBadSpec, err)
-	}
-	eng, err := postgres.New(postgres.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, Logger: log, Now: cfg.Now})
+	eng, err := factory(g, rec, log)
 	if err != nil {
 		_ = closeRec()
 		return st.fail(g.ID, spec.CodeBadSpec, err)
@@ -124,25 +124,23 @@ func Run(ctx context.Context, cfg Config) error {
 	return runErr
 }
 
-func runExec(ctx context.Context, eng *postgres.Engine, g *spec.Grant, st *statusWriter) error {
+func runExec(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter) error {
 	res, err := eng.Exec(ctx, g.Operation)
 	if err != nil {
 		code := spec.CodeUpstream
 		switch {
-		case errors.Is(err, postgres.ErrBlocked):
+		case errors.Is(err, ErrBlocked):
 			code = spec.CodeBlocked
 		case errors.Is(err, context.DeadlineExceeded):
 			code = spec.CodeExpired
 		}
 		return st.fail(g.ID, code, err)
 	}
-	st.send(spec.Status{Type: spec.StatusResult, GrantID: g.ID, Result: &spec.Result{
-		Columns: res.Columns, Rows: res.Rows, Tag: res.CommandTag, Notices: res.Notices,
-	}})
+	st.send(spec.Status{Type: spec.StatusResult, GrantID: g.ID, Result: res})
 	return nil
 }
 
-func runSession(ctx context.Context, eng *postgres.Engine, g *spec.Grant, st *statusWriter, log *slog.Logger, drain time.Duration) error {
+func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter, log *slog.Logger, drain time.Duration) error {
 	listen := g.Listen
 	if listen == "" {
 		listen = "127.0.0.1:0"
