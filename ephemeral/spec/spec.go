@@ -206,6 +206,11 @@ type Target struct {
 	Address string `json:"address"`
 	// Database is the PostgreSQL database the grant is limited to.
 	Database string `json:"database,omitempty"`
+	// User is the login on the target host (SSH) the certificate names as principal.
+	User string `json:"user,omitempty"`
+	// KnownHosts are known_hosts lines (plain keys or @cert-authority) the
+	// target's host key must match (SSH). Empty → the proxy refuses to connect.
+	KnownHosts []string `json:"known_hosts,omitempty"`
 }
 
 // Guard carries the guard settings from the matching policy rule.
@@ -218,6 +223,23 @@ type Guard struct {
 	// DenyKinds / AllowKinds refine statement kinds (e.g. "TRUNCATE", "COPY").
 	DenyKinds  []string `json:"deny_kinds,omitempty"`
 	AllowKinds []string `json:"allow_kinds,omitempty"`
+	// Commands is the command policy of SSH and Kubernetes exec grants.
+	Commands Commands `json:"commands,omitempty"`
+}
+
+// Commands is what a shell-command grant may run.
+type Commands struct {
+	// Allow lists command names (or path globs) that may run; empty means any
+	// command not denied.
+	Allow []string `json:"allow,omitempty"`
+	// Deny lists command names refused wherever they appear in a command line.
+	Deny []string `json:"deny,omitempty"`
+	// Interactive allows shell sessions (recorded, not filtered).
+	Interactive bool `json:"interactive,omitempty"`
+	// FileTransfer allows the sftp subsystem (and so scp).
+	FileTransfer bool `json:"file_transfer,omitempty"`
+	// PortForwarding allows direct-tcpip channels to the target host itself.
+	PortForwarding bool `json:"port_forwarding,omitempty"`
 }
 
 // Mask carries the masking settings of the target.
