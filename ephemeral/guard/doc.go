@@ -9,7 +9,7 @@
 // matched with regular expressions. Whatever cannot be parsed, is empty, is
 // not valid UTF-8 or contains a NUL byte is refused. Each statement of a
 // multi-statement string is classified; the string is judged by its strictest
-// statement. Keywords inside string literals, E” and dollar-quoted strings,
+// statement. Keywords inside string literals, E'...' and dollar-quoted strings,
 // comments (nested too) and quoted identifiers are data to the parser, so they
 // never cause a false positive, and a `;` inside them never splits a statement.
 //

@@ -112,10 +112,11 @@ func newFuncRules(denyExtra, allow []string) *funcRules {
 
 // matchFunc reports whether pattern matches a function called as
 // schema.name (schema may be empty). Names compare case-insensitively;
-// callers pass lowercase.
+// callers pass lowercase. A schema-qualified pattern also matches an
+// unqualified call, which may resolve to that schema through search_path.
 func matchFunc(pattern, schema, name string) bool {
 	if i := strings.IndexByte(pattern, '.'); i >= 0 {
-		if pattern[:i] != schema {
+		if schema != "" && pattern[:i] != schema {
 			return false
 		}
 		pattern = pattern[i+1:]

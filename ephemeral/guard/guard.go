@@ -196,6 +196,12 @@ func (g *Guard) judge(stmts []analysed, s *pending) Verdict {
 		}
 		v.Classification.Statements[i] = stmt
 		v.Classification.Class = max(v.Classification.Class, stmt.Class)
+		if s != nil {
+			// Later statements see this one's effect even when the string is
+			// refused, so the classification shown is what would have run;
+			// the session only keeps it if the whole string is allowed.
+			s.apply(st)
+		}
 		if !v.Allowed {
 			continue
 		}
@@ -205,10 +211,6 @@ func (g *Guard) judge(stmts []analysed, s *pending) Verdict {
 				reason = fmt.Sprintf("statement %d of %d: %s", i+1, len(stmts), reason)
 			}
 			v.Reason = reason
-			continue
-		}
-		if s != nil {
-			s.apply(st)
 		}
 	}
 	return v
