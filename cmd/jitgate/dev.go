@@ -27,7 +27,7 @@ func devCommand() *cli.Command {
 		Name:  "dev",
 		Usage: "run the whole local stack: broker, embedded DEV-ONLY OIDC issuer, bbolt store, local proxies",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "policy", Usage: "policy YAML file", Required: true, Sources: cli.EnvVars("JITGATE_POLICY")},
+			&cli.StringFlag{Name: "policy", Usage: "policy YAML file (required)", Sources: cli.EnvVars("JITGATE_POLICY")},
 			&cli.StringFlag{Name: "listen", Usage: "broker address (loopback only in dev)", Value: "127.0.0.1:8700"},
 			&cli.StringFlag{Name: "data-dir", Usage: "grants, audit log and recordings", Value: ".jitgate-dev", Sources: cli.EnvVars("JITGATE_DATA_DIR")},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error"},
@@ -46,6 +46,9 @@ func newLogger(level string) (*slog.Logger, error) {
 }
 
 func runDev(ctx context.Context, cmd *cli.Command) error {
+	if cmd.String("policy") == "" {
+		return usageErr("jitgate dev needs --policy FILE (or JITGATE_POLICY)")
+	}
 	log, err := newLogger(cmd.String("log-level"))
 	if err != nil {
 		return err

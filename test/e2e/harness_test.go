@@ -84,6 +84,19 @@ func newEnv(t *testing.T) *env {
 	writeCert(t, caFile, ts.TLS)
 
 	pol := strings.Replace(shopdb.PolicyFor(pg.Addr()), "issuers:\n", fmt.Sprintf("issuers:\n  - name: test\n    issuer: %s\n    audience: jitgate\n    groups_claim: groups\n", ts.URL), 1)
+	// down-db points at a closed port with working admin credentials: the
+	// credential is minted, the proxy cannot reach the target.
+	pol = strings.Replace(pol, "rules:\n", fmt.Sprintf(`  - name: down-db
+    kind: postgres
+    address: %s
+    database: shop
+    credentials: {source: local, admin_dsn: env:SHOP_ADMIN_DSN, read_role: shop_read, write_role: shop_write}
+rules:
+  - name: agents-read-down
+    when: '"ai-agents" in identity.groups'
+    targets: [down-db]
+    access: read
+`, freeAddr(t)), 1)
 	policyPath := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
