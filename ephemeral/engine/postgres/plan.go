@@ -91,7 +91,12 @@ func (pc *planCache) lineageOf(sql string, idx int) *mask.Lineage {
 // idx of sql.
 func (c *conn) planFor(ctx context.Context, sql string, idx int, body []byte) (*rowPlan, error) {
 	e := c.e
-	key := sql + "\x00" + strconv.Itoa(idx) + "\x00" + string(body)
+	// Without masking the plan depends on the RowDescription alone, so statements
+	// that differ only in their literals share it.
+	key := "\x01" + string(body)
+	if e.masking() {
+		key = sql + "\x00" + strconv.Itoa(idx) + "\x00" + string(body)
+	}
 	if p := e.plans.get(key); p != nil {
 		return p, nil
 	}
