@@ -65,7 +65,7 @@ func requestAndWait(ctx context.Context, c *apiClient, cmd *cli.Command, req htt
 				Grant httpapi.GrantView `json:"grant"`
 			}
 			_ = json.Unmarshal(ae.Body, &body)
-			return &body.Grant, cli.Exit("denied: "+ae.Message, exitDenied)
+			return &body.Grant, exitFor(err)
 		}
 		return nil, exitFor(err)
 	}

@@ -15,7 +15,7 @@ func approveCommand() *cli.Command {
 		Name:      "approve",
 		Usage:     "approve a pending grant (you cannot approve your own)",
 		ArgsUsage: "GRANT_ID",
-		Flags:     append(clientFlags(), &cli.StringFlag{Name: "reason", Usage: "note kept with the approval"}),
+		Flags:     append(clientFlags(), &cli.StringFlag{Name: "reason", Usage: "note kept with the approval"}, jsonFlag()),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			return decideGrant(ctx, cmd, "approve")
 		},
@@ -27,7 +27,7 @@ func denyCommand() *cli.Command {
 		Name:      "deny",
 		Usage:     "deny a pending grant",
 		ArgsUsage: "GRANT_ID",
-		Flags:     append(clientFlags(), &cli.StringFlag{Name: "reason", Usage: "why (required; the requester sees it)", Required: true}),
+		Flags:     append(clientFlags(), &cli.StringFlag{Name: "reason", Usage: "why (required; the requester sees it)", Required: true}, jsonFlag()),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			return decideGrant(ctx, cmd, "deny")
 		},
@@ -47,10 +47,15 @@ func decideGrant(ctx context.Context, cmd *cli.Command, verb string) error {
 	if _, err := c.do(ctx, "POST", "/v1/grants/"+id+"/"+verb, map[string]string{"reason": cmd.String("reason")}, &g); err != nil {
 		return exitFor(err)
 	}
-	fmt.Fprintf(os.Stderr, "grant %s is now %s\n", g.ID, g.State)
-	printJSON(os.Stdout, g)
+	if cmd.Bool("json") {
+		printJSON(os.Stdout, g)
+		return nil
+	}
+	fmt.Printf("grant %s is now %s (%d/%d approvals; requester %s, target %s, %s access)\n", g.ID, g.State, countApprovals(g), max(g.Quorum, 1), g.RequesterName, g.Target, g.Access)
 	return nil
 }
+
+func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print the grant as JSON"} }
 
 func grantsCommand() *cli.Command {
 	return &cli.Command{

@@ -146,7 +146,11 @@ func exitFor(err error) error {
 	if errors.As(err, &ae) {
 		switch ae.Code {
 		case "denied", "forbidden":
-			return cli.Exit("denied: "+ae.Message, exitDenied)
+			msg := ae.Message
+			if !strings.HasPrefix(msg, "denied") {
+				msg = "denied: " + msg
+			}
+			return cli.Exit(msg, exitDenied)
 		case "expired":
 			return cli.Exit(ae.Message, exitTimedOut)
 		case "bad_request", "not_found", "too_large", "invalid_token", "unauthenticated":
