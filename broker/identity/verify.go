@@ -158,7 +158,9 @@ func NewVerifier(issuers []IssuerConfig, opts Options) (*Verifier, error) {
 func (v *Verifier) Verify(ctx context.Context, rawToken string) (Identity, error) {
 	id, err := v.verify(ctx, rawToken)
 	if err != nil {
-		v.log.Info("identity: token refused", "reason", err.Error())
+		// Debug, not Info: a flood of junk tokens must not become a flood of
+		// log lines. The caller audits the refusal it returns.
+		v.log.Debug("identity: token refused", "reason", err.Error())
 		return Identity{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	return id, nil

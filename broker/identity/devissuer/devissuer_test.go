@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,4 +164,48 @@ func TestStartStop(t *testing.T) {
 	if _, err := http.Get(iss.URL() + "/jwks"); err == nil {
 		t.Error("server still answers after stop")
 	}
+}
+
+// Every log line of the dev issuer says DEV ONLY.
+func TestLogLinesSayDevOnly(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	iss, stop, err := devissuer.Start("", devissuer.Options{Algorithm: "ES256", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iss.Token("a", nil, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := iss.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("only %d log lines: %q", len(lines), lines)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "DEV ONLY") || !strings.Contains(l, "dev_only=true") {
+			t.Errorf("log line without DEV ONLY marker: %s", l)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
