@@ -472,3 +472,39 @@ func TestCancelRequestIsForwarded(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordingFailureEndsSession(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, opts{access: spec.Read})
+	ctx := context.Background()
+	pg, err := pgconn.Connect(ctx, p.dsn(p.secret()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close(ctx)
+	// The recording can no longer be written: the next statement must not run.
+	if err := p.rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pg.Exec(ctx, "SELECT 1").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "58030" || pe.Severity != "FATAL" {
+		t.Fatalf("got %v, want FATAL 58030", err)
+	}
+	waitFor(t, func() bool { return p.active.Load() == 0 })
+}
+
+func TestTLSOffered(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, opts{access: spec.Read, tls: selfSignedTLS(t)})
+	out, errOut, err := psqlEnv(t, p, []string{"PGSSLMODE=require"}, "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", "-c", "SELECT 'tls ok'")
+	if err != nil || !strings.Contains(out, "tls ok") {
+		t.Fatalf("psql over TLS: %v\n%s\n%s", err, out, errOut)
+	}
+	// Without TLS configured, sslmode=require is refused by the client ('N').
+	q := startProxy(t, opts{access: spec.Read})
+	_, errOut, err = psqlEnv(t, q, []string{"PGSSLMODE=require"}, "-c", "SELECT 1")
+	if err == nil || !strings.Contains(errOut, "SSL") {
+		t.Fatalf("sslmode=require without TLS: err=%v stderr=%q", err, errOut)
+	}
+}

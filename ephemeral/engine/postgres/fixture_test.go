@@ -2,14 +2,21 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +109,7 @@ type opts struct {
 	detector []string
 	op       string
 	db       string
+	tls      *tls.Config
 }
 
 // proxy is a running engine behind a loopback listener.
@@ -163,7 +171,7 @@ func startProxy(t testing.TB, o opts) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := postgres.New(postgres.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec})
+	eng, err := postgres.New(postgres.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, TLS: o.tls})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,12 +264,20 @@ func (p *proxy) events(t testing.TB) []record.Event {
 // psql runs the real psql binary against the proxy.
 func psql(t testing.TB, p *proxy, secret string, args ...string) (string, string, error) {
 	t.Helper()
+	return psqlEnv(t, p, []string{"PGPASSWORD=" + secret, "PGSSLMODE=disable"}, args...)
+}
+
+func psqlEnv(t testing.TB, p *proxy, env []string, args ...string) (string, string, error) {
+	t.Helper()
 	h, port := p.host()
 	all := append([]string{"-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", h, "-p", port, "-U", p.grant.ID, "-d", p.grant.Target.Database}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "psql", all...)
-	cmd.Env = cleanEnv("PGPASSWORD="+secret, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=20")
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PGPASSWORD=") }) {
+		env = append(env, "PGPASSWORD="+p.secret())
+	}
+	cmd.Env = cleanEnv(append(env, "PGCONNECT_TIMEOUT=20")...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -323,3 +339,25 @@ func assertNoLeak(t testing.TB, where, got string) {
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func fmtAny(v any) string { return fmt.Sprint(v) }
+
+func selfSignedTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
