@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // newDB creates a fresh seeded database and returns its admin DSN and name.
-func newDB(t *testing.T) (string, string) {
+func newDB(t testing.TB) (string, string) {
 	t.Helper()
 	cluster.once.Do(func() { cluster.srv, cluster.err = pgtest.StartServer() })
 	if cluster.err != nil {
@@ -51,7 +51,7 @@ func roles() map[spec.Access]string {
 	return map[spec.Access]string{spec.Read: credtest.ReadRole, spec.Write: credtest.WriteRole}
 }
 
-func newMinter(t *testing.T, dsn, db string) *local.Postgres {
+func newMinter(t testing.TB, dsn, db string) *local.Postgres {
 	t.Helper()
 	p, err := local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: db, Roles: roles()})
 	if err != nil {
@@ -435,4 +435,41 @@ func FuzzRevokeLeaseID(f *testing.F) {
 			t.Fatalf("Revoke(%q): well-formed=%v but err=%v", lease, wellFormed, err)
 		}
 	})
+}
+
+// BenchmarkIssueRevoke measures one grant's credential lifecycle through the
+// minter; BenchmarkBaselineCreateDropRole is the least SQL that could do it (one
+// connection, CREATE ROLE with a plaintext password, DROP ROLE), in the same run.
+func BenchmarkIssueRevoke(b *testing.B) {
+	dsn, db := newDB(b)
+	p := newMinter(b, dsn, db)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		cred, err := p.Issue(ctx, credentials.Request{GrantID: fmt.Sprintf("bench-%d", i), Access: spec.Read, Expires: time.Now().Add(time.Hour)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Revoke(ctx, cred); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBaselineCreateDropRole(b *testing.B) {
+	dsn, _ := newDB(b)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		role := fmt.Sprintf("bench_base_%d", i)
+		if _, err := c.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD 'x' IN ROLE shop_read"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "DROP ROLE "+role); err != nil {
+			b.Fatal(err)
+		}
+		c.Close(ctx)
+	}
 }

@@ -55,7 +55,7 @@ type Config struct {
 	// sys/leases/revoke. It MUST NOT have a wrapping lookup function that wraps
 	// creds reads: Issue needs the plain response.
 	Client *api.Client
-	// Mount is the database secrets engine mount, e.g. "database".
+	// Mount is the database secrets engine mount; default "database".
 	Mount string
 	// Roles maps an access level to a Vault role name under Mount. A level
 	// without a role cannot be issued (credentials.ErrNoRole).
@@ -71,6 +71,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("vault: Client is required")
 	}
 	c.Mount = strings.Trim(c.Mount, "/")
+	if c.Mount == "" {
+		c.Mount = "database"
+	}
 	if !mountPattern.MatchString(c.Mount) || hasDotSegment(c.Mount) {
 		return fmt.Errorf("vault: Mount %q must be a path of [A-Za-z0-9_.-] segments", c.Mount)
 	}

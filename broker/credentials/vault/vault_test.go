@@ -167,7 +167,7 @@ func TestNewValidates(t *testing.T) {
 		want string
 	}{
 		{"no client", vault.Config{Mount: "database", Roles: vaultRoles}, "Client is required"},
-		{"no mount", vault.Config{Client: c, Roles: vaultRoles}, "Mount"},
+		{"bad mount", vault.Config{Client: c, Mount: "data base", Roles: vaultRoles}, "Mount"},
 		{"traversal mount", vault.Config{Client: c, Mount: "database/../sys", Roles: vaultRoles}, "Mount"},
 		{"no roles", vault.Config{Client: c, Mount: "database"}, "Roles is empty"},
 		{"bad role", vault.Config{Client: c, Mount: "database", Roles: map[spec.Access]string{spec.Read: "../../sys/leases"}}, "must match"},
@@ -178,6 +178,10 @@ func TestNewValidates(t *testing.T) {
 		if _, err := vault.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
 		}
+	}
+	src, err := vault.New(vault.Config{Client: c, Roles: vaultRoles})
+	if err != nil || !strings.Contains(src.String(), `mount="database"`) {
+		t.Fatalf("empty Mount: %v, %v; want the default mount \"database\"", src, err)
 	}
 }
 
