@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/jitgate/jitgate/ephemeral/mask"
 )
 
 // catalog resolves RowDescription fields (table OID, attribute number) to their
@@ -24,6 +26,7 @@ type catalog struct {
 	pg    *pgconn.PgConn
 	rels  map[uint32]*relInfo
 	types map[uint32]byte // type OID → typcategory
+	kinds map[string]byte // quoted relation name → relkind
 }
 
 type relInfo struct {
@@ -33,7 +36,7 @@ type relInfo struct {
 }
 
 func newCatalog(config func(string) (*pgconn.Config, error), log *slog.Logger) *catalog {
-	return &catalog{config: config, log: log, rels: make(map[uint32]*relInfo), types: make(map[uint32]byte)}
+	return &catalog{config: config, log: log, rels: make(map[uint32]*relInfo), types: make(map[uint32]byte), kinds: make(map[string]byte)}
 }
 
 // column is one resolved source column.
@@ -109,20 +112,60 @@ WHERE a.attrelid = ANY($1::pg_catalog.oid[]) AND a.attnum <> 0 AND NOT a.attisdr
 
 const typeQuery = `SELECT t.oid, t.typcategory FROM pg_catalog.pg_type t WHERE t.oid = ANY($1::pg_catalog.oid[])`
 
-func (c *catalog) fetch(ctx context.Context, rels, types []uint32) error {
+// relKinds sets Kind on every relation of lin the catalog can resolve (with the
+// session's search_path: clients cannot change it, the guard refuses that).
+// Unresolved relations keep Kind 0 and the masker treats them as possible views.
+func (c *catalog) relKinds(ctx context.Context, rels []mask.Relation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range rels {
+		name := rels[i].QuotedName()
+		if k, ok := c.kinds[name]; ok {
+			rels[i].Kind = k
+			continue
+		}
+		if err := c.connect(ctx); err != nil {
+			c.log.Warn("catalog lookup failed; relation kinds stay unresolved", "err", err)
+			return
+		}
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res := c.pg.ExecParams(qctx, mask.RelKindQuery, [][]byte{[]byte(name)}, nil, nil, nil).Read()
+		cancel()
+		if res.Err != nil {
+			c.log.Warn("catalog relkind lookup failed", "err", res.Err)
+			continue
+		}
+		if len(res.Rows) == 1 && len(res.Rows[0]) == 1 && len(res.Rows[0][0]) == 1 {
+			rels[i].Kind = res.Rows[0][0][0]
+			c.kinds[name] = rels[i].Kind
+		}
+	}
+}
+
+func (c *catalog) connect(ctx context.Context) error {
+	if c.pg != nil && !c.pg.IsClosed() {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if c.pg == nil || c.pg.IsClosed() {
-		cfg, err := c.config("/catalog")
-		if err != nil {
-			return err
-		}
-		pg, err := pgconn.ConnectConfig(ctx, cfg)
-		if err != nil {
-			return fmt.Errorf("postgres: catalog connect: %w", err)
-		}
-		c.pg = pg
+	cfg, err := c.config("/catalog")
+	if err != nil {
+		return err
 	}
+	pg, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("postgres: catalog connect: %w", err)
+	}
+	c.pg = pg
+	return nil
+}
+
+func (c *catalog) fetch(ctx context.Context, rels, types []uint32) error {
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if len(rels) > 0 {
 		res := c.pg.ExecParams(ctx, relQuery, [][]byte{oidArray(rels)}, nil, nil, nil).Read()
 		if res.Err != nil {

@@ -66,7 +66,9 @@ BEGIN
   RAISE NOTICE 'card is %%', c;
   RETURN 1;
 END $f$;
+CREATE VIEW v_users AS SELECT id, card_number AS cn, lower(email) AS contact FROM users;
 GRANT SELECT, INSERT, UPDATE, DELETE ON users, orders, notes TO jg_minted;
+GRANT SELECT ON v_users TO jg_minted;
 GRANT EXECUTE ON FUNCTION sneaky_delete(), leak_notice() TO jg_minted;
 `
 

@@ -24,6 +24,9 @@ func TestMaskingThroughPsql(t *testing.T) {
 		"SELECT string_agg(card_number, ',') FROM users",
 		"SELECT row_to_json(u) FROM users u",
 		"SELECT x FROM (SELECT card_number AS x FROM users) s",
+		"SELECT cn, contact, upper(cn) FROM v_users",
+		"WITH c AS (SELECT card_number FROM users) SELECT * FROM c",
+		"SELECT card_number FROM users UNION ALL SELECT email FROM users",
 	}
 	for _, q := range queries {
 		out, errOut, err := psql(t, p, p.secret(), "-c", q)
@@ -32,10 +35,24 @@ func TestMaskingThroughPsql(t *testing.T) {
 		}
 		assertNoLeak(t, q, out+errOut)
 	}
-	// Unmasked columns pass.
-	out, _, err := psql(t, p, p.secret(), "-c", "SELECT name FROM users ORDER BY id")
-	if err != nil || out != "alice\nbob\n" {
-		t.Fatalf("unmasked column: %q %v", out, err)
+	// A cursor's rows come from FETCH, whose text says nothing about the source: the
+	// RowDescription's table OID does.
+	out, errOut, err := psql(t, p, p.secret(), "-c", "BEGIN", "-c", "DECLARE cur CURSOR FOR SELECT card_number FROM users", "-c", "FETCH ALL cur", "-c", "COMMIT")
+	if err != nil || strings.Count(out, "\n") < 4 {
+		t.Fatalf("cursor: %v %q %s", err, out, errOut)
+	}
+	assertNoLeak(t, "cursor", out)
+
+	// Unmasked columns pass, plain or computed from a table (relation kinds resolved
+	// through the catalog).
+	for q, want := range map[string]string{
+		"SELECT name FROM users ORDER BY id":                "alice\nbob\n",
+		"SELECT upper(name), id + 1 FROM users ORDER BY id": "ALICE|2\nBOB|3\n",
+	} {
+		out, errOut, err := psql(t, p, p.secret(), "-c", q)
+		if err != nil || out != want {
+			t.Errorf("%s: %q %v %s, want %q", q, out, err, errOut, want)
+		}
 	}
 	// The recording holds masked rows only.
 	evs := p.events(t)

@@ -64,7 +64,7 @@ func (pc *planCache) put(key string, p *rowPlan) {
 
 // lineageOf returns the lineage of statement idx of sql, or nil when the masker
 // cannot analyse it (the masker then decides, failing closed).
-func (pc *planCache) lineageOf(sql string, idx int) *mask.Lineage {
+func (pc *planCache) lineageOf(ctx context.Context, cat *catalog, sql string, idx int) *mask.Lineage {
 	pc.mu.Lock()
 	lins, ok := pc.lineage[sql]
 	pc.mu.Unlock()
@@ -73,6 +73,9 @@ func (pc *planCache) lineageOf(sql string, idx int) *mask.Lineage {
 		lins, err = mask.Analyze(sql)
 		if err != nil {
 			lins = nil
+		}
+		for i := range lins {
+			cat.relKinds(ctx, lins[i].Relations)
 		}
 		pc.mu.Lock()
 		if len(pc.lineage) >= pc.max {
@@ -132,7 +135,7 @@ func (c *conn) planFor(ctx context.Context, sql string, idx int, body []byte) (*
 				fields[i].RelKind = cols[i].relKind
 			}
 		}
-		p.plan = e.cfg.Masker.Plan(fields, e.plans.lineageOf(sql, idx))
+		p.plan = e.cfg.Masker.Plan(fields, e.plans.lineageOf(ctx, e.catalog, sql, idx))
 		if p.plan == nil {
 			return nil, fmt.Errorf("masker returned no plan")
 		}
