@@ -21,7 +21,7 @@ func (a *analyser) checkWhere(kind string, where *pg_query.Node) {
 		a.unsafe = append(a.unsafe, kind+" without WHERE")
 		return
 	}
-	if !rowTargeted(where) {
+	if !newFolder().rowTargeted(where) {
 		a.unsafe = append(a.unsafe, kind+" with a WHERE that does not restrict rows (constant-true, tautological or column-free)")
 	}
 }
@@ -35,7 +35,7 @@ func (a *analyser) checkMerge(n *pg_query.MergeStmt) {
 			continue
 		}
 		if c.CommandType == pg_query.CmdType_CMD_UPDATE || c.CommandType == pg_query.CmdType_CMD_DELETE {
-			if n.JoinCondition == nil || !rowTargeted(n.JoinCondition) {
+			if n.JoinCondition == nil || !newFolder().rowTargeted(n.JoinCondition) {
 				a.unsafe = append(a.unsafe, "MERGE with an ON condition that does not restrict rows (constant-true, tautological or column-free)")
 			}
 			return
@@ -43,63 +43,91 @@ func (a *analyser) checkMerge(n *pg_query.MergeStmt) {
 	}
 }
 
+// folder evaluates one predicate. Results are memoised per node, so nested
+// AND/OR trees cost O(size × depth) rather than exponential time.
+type folder struct {
+	vals map[*pg_query.Node]cval
+	keys map[*pg_query.Node]string
+	cols map[*pg_query.Node]bool
+}
+
+func newFolder() *folder {
+	return &folder{vals: map[*pg_query.Node]cval{}, keys: map[*pg_query.Node]string{}, cols: map[*pg_query.Node]bool{}}
+}
+
 // rowTargeted reports whether predicate p selects rows by their columns.
-func rowTargeted(p *pg_query.Node) bool {
-	if truth(fold(p)) == triTrue {
+func (f *folder) rowTargeted(p *pg_query.Node) bool {
+	if truth(f.fold(p)) == triTrue {
 		return false
 	}
 	if b := p.GetBoolExpr(); b != nil {
 		switch b.Boolop {
 		case pg_query.BoolExprType_AND_EXPR:
 			for _, arg := range b.Args {
-				if rowTargeted(arg) {
+				if f.rowTargeted(arg) {
 					return true
 				}
 			}
 			return false
 		case pg_query.BoolExprType_OR_EXPR:
 			for _, arg := range b.Args {
-				if !rowTargeted(arg) {
+				if !f.rowTargeted(arg) {
 					return false
 				}
 			}
 			return true
 		}
 	}
-	return hasColumn(p)
+	return f.hasColumn(p)
 }
 
 // hasColumn reports whether a column reference (or WHERE CURRENT OF) occurs
-// anywhere in n, subqueries included.
-func hasColumn(n *pg_query.Node) bool {
-	found := false
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
-		if found {
-			return
-		}
-		switch m.Interface().(type) {
-		case *pg_query.ColumnRef, *pg_query.CurrentOfExpr:
-			found = true
-			return
-		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			if fd.Message() == nil || fd.IsMap() {
-				return !found
-			}
-			if fd.IsList() {
-				l := v.List()
-				for i := 0; i < l.Len() && !found; i++ {
-					walk(l.Get(i).Message())
-				}
-			} else {
-				walk(v.Message())
-			}
-			return !found
-		})
+// anywhere in n, subqueries included. Memoised per node, so asking about
+// every level of a nested predicate costs O(size) in total.
+func (f *folder) hasColumn(n *pg_query.Node) bool {
+	if n == nil {
+		return false
 	}
-	walk(n.ProtoReflect())
+	if v, ok := f.cols[n]; ok {
+		return v
+	}
+	v := f.messageHasColumn(n.ProtoReflect())
+	f.cols[n] = v
+	return v
+}
+
+func (f *folder) messageHasColumn(m protoreflect.Message) bool {
+	switch x := m.Interface().(type) {
+	case *pg_query.ColumnRef, *pg_query.CurrentOfExpr:
+		return true
+	case *pg_query.Node:
+		if v, ok := f.cols[x]; ok {
+			return v
+		}
+	}
+	found := false
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len() && !found; i++ {
+				found = f.child(l.Get(i).Message())
+			}
+		} else {
+			found = f.child(v.Message())
+		}
+		return !found
+	})
 	return found
+}
+
+func (f *folder) child(m protoreflect.Message) bool {
+	if n, ok := m.Interface().(*pg_query.Node); ok {
+		return f.hasColumn(n)
+	}
+	return f.messageHasColumn(m)
 }
 
 type tri int
@@ -163,10 +191,19 @@ func parseBool(s string) (bool, bool) {
 }
 
 // fold evaluates constant parts of an expression.
-func fold(n *pg_query.Node) cval {
+func (f *folder) fold(n *pg_query.Node) cval {
 	if n == nil {
 		return unknown
 	}
+	if v, ok := f.vals[n]; ok {
+		return v
+	}
+	v := f.foldNode(n)
+	f.vals[n] = v
+	return v
+}
+
+func (f *folder) foldNode(n *pg_query.Node) cval {
 	switch {
 	case n.GetAConst() != nil:
 		c := n.GetAConst()
@@ -186,14 +223,14 @@ func fold(n *pg_query.Node) cval {
 		}
 		return unknown
 	case n.GetTypeCast() != nil:
-		return foldCast(n.GetTypeCast())
+		return f.foldCast(n.GetTypeCast())
 	case n.GetBoolExpr() != nil:
-		return foldBool(n.GetBoolExpr())
+		return f.foldBool(n.GetBoolExpr())
 	case n.GetAExpr() != nil:
-		return foldAExpr(n.GetAExpr())
+		return f.foldAExpr(n.GetAExpr())
 	case n.GetNullTest() != nil:
 		t := n.GetNullTest()
-		v := fold(t.Arg)
+		v := f.fold(t.Arg)
 		isNull := v.k == cNull
 		if v.k == cUnknown {
 			return unknown
@@ -201,7 +238,7 @@ func fold(n *pg_query.Node) cval {
 		return boolVal(isNull == (t.Nulltesttype == pg_query.NullTestType_IS_NULL))
 	case n.GetBooleanTest() != nil:
 		t := n.GetBooleanTest()
-		v := truth(fold(t.Arg))
+		v := truth(f.fold(t.Arg))
 		if v == triUnknown {
 			return unknown
 		}
@@ -222,7 +259,7 @@ func fold(n *pg_query.Node) cval {
 		return unknown
 	case n.GetCoalesceExpr() != nil:
 		for _, arg := range n.GetCoalesceExpr().Args {
-			v := fold(arg)
+			v := f.fold(arg)
 			if v.k != cNull {
 				return v
 			}
@@ -238,9 +275,9 @@ func fold(n *pg_query.Node) cval {
 			if cw == nil {
 				return unknown
 			}
-			switch truth(fold(cw.Expr)) {
+			switch truth(f.fold(cw.Expr)) {
 			case triTrue:
-				return fold(cw.Result)
+				return f.fold(cw.Result)
 			case triUnknown:
 				return unknown
 			}
@@ -248,13 +285,13 @@ func fold(n *pg_query.Node) cval {
 		if c.Defresult == nil {
 			return cval{k: cNull}
 		}
-		return fold(c.Defresult)
+		return f.fold(c.Defresult)
 	}
 	return unknown
 }
 
-func foldCast(c *pg_query.TypeCast) cval {
-	v := fold(c.Arg)
+func (f *folder) foldCast(c *pg_query.TypeCast) cval {
+	v := f.fold(c.Arg)
 	if v.k == cUnknown || v.k == cNull || c.TypeName == nil || len(c.TypeName.Names) == 0 {
 		return v
 	}
@@ -293,13 +330,13 @@ func foldCast(c *pg_query.TypeCast) cval {
 	return unknown
 }
 
-func foldBool(b *pg_query.BoolExpr) cval {
+func (f *folder) foldBool(b *pg_query.BoolExpr) cval {
 	switch b.Boolop {
 	case pg_query.BoolExprType_NOT_EXPR:
 		if len(b.Args) != 1 {
 			return unknown
 		}
-		switch truth(fold(b.Args[0])) {
+		switch truth(f.fold(b.Args[0])) {
 		case triTrue:
 			return boolVal(false)
 		case triFalse:
@@ -311,7 +348,7 @@ func foldBool(b *pg_query.BoolExpr) cval {
 	case pg_query.BoolExprType_AND_EXPR:
 		all, sawNull := true, false
 		for _, arg := range b.Args {
-			switch truth(fold(arg)) {
+			switch truth(f.fold(arg)) {
 			case triFalse:
 				return boolVal(false)
 			case triNull:
@@ -330,7 +367,7 @@ func foldBool(b *pg_query.BoolExpr) cval {
 	case pg_query.BoolExprType_OR_EXPR:
 		all, sawNull := true, false
 		for _, arg := range b.Args {
-			switch truth(fold(arg)) {
+			switch truth(f.fold(arg)) {
 			case triTrue:
 				return boolVal(true)
 			case triNull:
@@ -339,7 +376,7 @@ func foldBool(b *pg_query.BoolExpr) cval {
 				all = false
 			}
 		}
-		if complementary(b.Args) {
+		if f.complementary(b.Args) {
 			return boolVal(true)
 		}
 		if !all {
@@ -355,23 +392,31 @@ func foldBool(b *pg_query.BoolExpr) cval {
 
 // complementary finds `p OR NOT p` and `x IS NULL OR x IS NOT NULL` among OR
 // arms: true for every row (p's NULL rows aside).
-func complementary(args []*pg_query.Node) bool {
+func (f *folder) complementary(args []*pg_query.Node) bool {
 	pos := map[string]bool{}
 	neg := map[string]bool{}
 	for _, arg := range args {
 		switch {
 		case arg.GetBoolExpr() != nil && arg.GetBoolExpr().Boolop == pg_query.BoolExprType_NOT_EXPR && len(arg.GetBoolExpr().Args) == 1:
-			neg[exprKey(arg.GetBoolExpr().Args[0])] = true
+			if k := f.exprKey(arg.GetBoolExpr().Args[0]); k != "" {
+				neg[k] = true
+			}
 		case arg.GetNullTest() != nil:
 			t := arg.GetNullTest()
-			k := "nulltest:" + exprKey(t.Arg)
+			k := f.exprKey(t.Arg)
+			if k == "" {
+				continue
+			}
+			k = "nulltest:" + k
 			if t.Nulltesttype == pg_query.NullTestType_IS_NULL {
 				pos[k] = true
 			} else {
 				neg[k] = true
 			}
 		default:
-			pos[exprKey(arg)] = true
+			if k := f.exprKey(arg); k != "" {
+				pos[k] = true
+			}
 		}
 	}
 	for k := range pos {
@@ -382,10 +427,35 @@ func complementary(args []*pg_query.Node) bool {
 	return false
 }
 
+// sameExpr reports whether a and b are the same (small) expression.
+func (f *folder) sameExpr(a, b *pg_query.Node) bool {
+	ka := f.exprKey(a)
+	return ka != "" && ka == f.exprKey(b)
+}
+
+// exprKey is the memoised exprKey.
+func (f *folder) exprKey(n *pg_query.Node) string {
+	if k, ok := f.keys[n]; ok {
+		return k
+	}
+	k := exprKey(n)
+	f.keys[n] = k
+	return k
+}
+
+// maxKeyNodes bounds the expressions exprKey compares: tautologies worth
+// catching are small, and a bound keeps deep predicates linear.
+const maxKeyNodes = 64
+
 // exprKey is a canonical encoding of an expression, locations cleared, so
-// two spellings of the same expression compare equal.
+// two spellings of the same expression compare equal. It is "" (never
+// equal to anything) for nil and for expressions over maxKeyNodes nodes.
 func exprKey(n *pg_query.Node) string {
 	if n == nil {
+		return ""
+	}
+	budget := maxKeyNodes
+	if !withinNodes(n.ProtoReflect(), &budget) {
 		return ""
 	}
 	c := proto.Clone(n)
@@ -395,6 +465,30 @@ func exprKey(n *pg_query.Node) string {
 		return ""
 	}
 	return string(b)
+}
+
+// withinNodes reports whether m has at most *budget messages, spending it.
+func withinNodes(m protoreflect.Message, budget *int) bool {
+	*budget--
+	if *budget < 0 {
+		return false
+	}
+	ok := true
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len() && ok; i++ {
+				ok = withinNodes(l.Get(i).Message(), budget)
+			}
+		} else {
+			ok = withinNodes(v.Message(), budget)
+		}
+		return ok
+	})
+	return ok
 }
 
 func clearLocations(m protoreflect.Message) {
@@ -421,11 +515,11 @@ func opName(e *pg_query.A_Expr) string {
 	return e.Name[0].GetString_().Sval
 }
 
-func foldAExpr(e *pg_query.A_Expr) cval {
+func (f *folder) foldAExpr(e *pg_query.A_Expr) cval {
 	op := opName(e)
 	switch e.Kind {
 	case pg_query.A_Expr_Kind_AEXPR_OP:
-		if e.Lexpr != nil && e.Rexpr != nil && hasColumn(e.Lexpr) && exprKey(e.Lexpr) == exprKey(e.Rexpr) {
+		if e.Lexpr != nil && e.Rexpr != nil && f.hasColumn(e.Lexpr) && f.sameExpr(e.Lexpr, e.Rexpr) {
 			switch op {
 			case "=", "<=", ">=":
 				return boolVal(true) // x = x: every non-NULL row
@@ -433,13 +527,13 @@ func foldAExpr(e *pg_query.A_Expr) cval {
 				return boolVal(false)
 			}
 		}
-		return compare(op, fold(e.Lexpr), fold(e.Rexpr))
+		return compare(op, f.fold(e.Lexpr), f.fold(e.Rexpr))
 	case pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT, pg_query.A_Expr_Kind_AEXPR_DISTINCT:
 		same := e.Kind == pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT
-		if e.Lexpr != nil && e.Rexpr != nil && exprKey(e.Lexpr) == exprKey(e.Rexpr) {
+		if e.Lexpr != nil && e.Rexpr != nil && f.sameExpr(e.Lexpr, e.Rexpr) {
 			return boolVal(same)
 		}
-		l, r := fold(e.Lexpr), fold(e.Rexpr)
+		l, r := f.fold(e.Lexpr), f.fold(e.Rexpr)
 		if l.k == cNull && r.k == cNull {
 			return boolVal(same)
 		}
@@ -455,7 +549,7 @@ func foldAExpr(e *pg_query.A_Expr) cval {
 		}
 		return boolVal(v.b == same)
 	case pg_query.A_Expr_Kind_AEXPR_IN:
-		l := fold(e.Lexpr)
+		l := f.fold(e.Lexpr)
 		list := e.Rexpr.GetList()
 		if list == nil {
 			return unknown
@@ -463,7 +557,7 @@ func foldAExpr(e *pg_query.A_Expr) cval {
 		in := op == "="
 		anyUnknown := false
 		for _, item := range list.Items {
-			v := compare("=", l, fold(item))
+			v := compare("=", l, f.fold(item))
 			if v.k == cBool && v.b {
 				return boolVal(in)
 			}
@@ -480,8 +574,8 @@ func foldAExpr(e *pg_query.A_Expr) cval {
 		if list == nil || len(list.Items) != 2 {
 			return unknown
 		}
-		x := fold(e.Lexpr)
-		lo, hi := compare(">=", x, fold(list.Items[0])), compare("<=", x, fold(list.Items[1]))
+		x := f.fold(e.Lexpr)
+		lo, hi := compare(">=", x, f.fold(list.Items[0])), compare("<=", x, f.fold(list.Items[1]))
 		if lo.k != cBool || hi.k != cBool {
 			return unknown
 		}
