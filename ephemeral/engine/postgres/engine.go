@@ -173,6 +173,10 @@ func (e *Engine) Close() error {
 
 func (e *Engine) masking() bool { return e.cfg.Masker != nil && e.cfg.Masker.Enabled() }
 
+// withholdText: column rules exist but no detector could find their values in free
+// text (errors, notices, notifications).
+func (e *Engine) withholdText() bool { return e.columnRules() && len(e.grant.Mask.Detectors) == 0 }
+
 func (e *Engine) columnRules() bool { return e.cfg.Masker != nil && e.cfg.Masker.HasColumnRules() }
 
 // register hands out a proxy-side cancel key for c.

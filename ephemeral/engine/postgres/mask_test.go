@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
 func TestMaskingThroughPsql(t *testing.T) {
@@ -183,4 +184,38 @@ func toString(v any) string {
 		return string(x)
 	}
 	return strings.TrimSpace(strings.Trim(strings.ReplaceAll(fmtAny(v), "\n", ""), "{}"))
+}
+
+func TestColumnRulesWithoutDetectorsWithholdEchoingText(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, opts{access: spec.Admin, columns: []string{"public.users.card_number"}})
+	ctx := context.Background()
+	var notices []string
+	cfg, err := pgx.ParseConfig(p.dsn(p.secret()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, "SELECT card_number::int FROM users WHERE id = 1")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || !strings.HasPrefix(pe.Code, "22") || !strings.Contains(pe.Message, "withheld") {
+		t.Fatalf("cast error: %v, want class 22, withheld", err)
+	}
+	assertNoLeak(t, "error", pe.Message+pe.Detail)
+	if _, err := c.Exec(ctx, "SELECT leak_notice()"); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "withheld") {
+		t.Fatalf("notices %q, want one withheld", notices)
+	}
+	// Errors that cannot echo values still say what went wrong.
+	_, err = c.Exec(ctx, "SELECT * FROM no_such_table")
+	if !errors.As(err, &pe) || pe.Code != "42P01" || !strings.Contains(pe.Message, "no_such_table") {
+		t.Fatalf("undefined table: %v", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -572,6 +573,9 @@ func (c *conn) fromUpstream(ctx context.Context, t byte, body []byte) error {
 		}
 		m.Channel = string(c.maskText([]byte(m.Channel)))
 		m.Payload = string(c.maskText([]byte(m.Payload)))
+		if c.e.withholdText() {
+			m.Payload = "jitgate: payload withheld while column masking rules apply"
+		}
 		if err := c.rec(record.Event{Type: record.Notice, Tag: "notification " + m.Channel, Error: m.Payload}); err != nil {
 			return err
 		}
@@ -705,6 +709,13 @@ func (c *conn) maskError(m *pgproto3.ErrorResponse) {
 	if !c.e.masking() {
 		return
 	}
+	if c.e.withholdText() && withheldClass(m) {
+		// Column rules without detectors: nothing could find a masked value inside
+		// the text, so texts that can echo values are withheld (fail closed).
+		*m = pgproto3.ErrorResponse{Severity: m.Severity, SeverityUnlocalized: m.SeverityUnlocalized, Code: m.Code,
+			Message: "jitgate: message withheld while column masking rules apply (SQLSTATE " + m.Code + ")"}
+		return
+	}
 	f := func(s string) string {
 		if s == "" {
 			return s
@@ -727,3 +738,14 @@ func (c *conn) maskError(m *pgproto3.ErrorResponse) {
 }
 
 var _ = mask.ActionPass
+
+// withheldClass reports whether an error or notice can echo data values: data
+// exceptions (22), integrity violations (23, whose detail prints the key), PL/pgSQL
+// RAISE (P0) and every notice or warning (RAISE NOTICE from any function).
+func withheldClass(m *pgproto3.ErrorResponse) bool {
+	switch m.Severity {
+	case "NOTICE", "WARNING", "INFO", "LOG", "DEBUG":
+		return true
+	}
+	return strings.HasPrefix(m.Code, "22") || strings.HasPrefix(m.Code, "23") || strings.HasPrefix(m.Code, "P0")
+}
