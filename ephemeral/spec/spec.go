@@ -181,6 +181,14 @@ func (s Secret) Wire() WireSecret { return WireSecret(s.v) }
 // Secret converts back.
 func (w WireSecret) Secret() Secret { return Secret{v: string(w)} }
 
+// A WireSecret marshals its value to JSON (that is its job on the private
+// channel) but never prints it: a Credential or Grant in a log line or a %v
+// shows [REDACTED].
+func (w WireSecret) String() string                { return redacted }
+func (w WireSecret) GoString() string              { return redacted }
+func (w WireSecret) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(redacted)) }
+func (w WireSecret) LogValue() slog.Value          { return slog.StringValue(redacted) }
+
 // Credential is what the proxy uses to log in upstream. The agent never sees it.
 type Credential struct {
 	// Username is the upstream login (a per-grant PostgreSQL role, an SSH principal).
