@@ -41,7 +41,7 @@ type conn struct {
 
 	guard *guard.Session
 
-	mu     sync.Mutex // guards up and killed
+	mu     sync.Mutex // guards up, killed, and client while the handshake may swap it for TLS
 	up     *upstream
 	killed bool
 
@@ -160,16 +160,16 @@ func (c *conn) kill(cause error) {
 		return
 	}
 	c.killed = true
-	up := c.up
+	up, client := c.up, c.client
 	c.mu.Unlock()
 	var fe *fatalError
 	if errors.As(cause, &fe) {
-		_ = writeNow(c.client, &c.cwMu, 250*time.Millisecond, &pgproto3.ErrorResponse{
+		_ = writeNow(client, &c.cwMu, 250*time.Millisecond, &pgproto3.ErrorResponse{
 			Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: fe.code, Message: fe.msg,
 		})
 		_ = c.rec(record.Event{Type: record.Error, Error: fe.code + " " + fe.msg})
 	}
-	c.client.Close()
+	client.Close()
 	if up != nil {
 		up.conn.Close()
 	}
@@ -217,7 +217,9 @@ func (c *conn) handshake(ctx context.Context) error {
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return fmt.Errorf("postgres: tls handshake: %w", err)
 			}
+			c.mu.Lock()
 			c.client = tc
+			c.mu.Unlock()
 			tlsDone = true
 		case gssEncRequestCode:
 			if _, err := c.client.Write([]byte{'N'}); err != nil {
