@@ -119,8 +119,16 @@ func classificationOf(stmts []analysed) Classification {
 	return c
 }
 
+// maxBodyDepth bounds how deep procedural bodies nested in bodies are
+// analysed, so quoted-inside-quoted input cannot multiply parsing work.
+const maxBodyDepth = 3
+
 // analyse parses sql and analyses each statement.
 func analyse(sql string, rules *funcRules) ([]analysed, error) {
+	return analyseAt(sql, rules, 0)
+}
+
+func analyseAt(sql string, rules *funcRules, depth int) ([]analysed, error) {
 	if !utf8.ValidString(sql) {
 		return nil, ErrInvalidUTF8
 	}
@@ -143,7 +151,7 @@ func analyse(sql string, rules *funcRules) ([]analysed, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, analyseStmt(text, raw.Stmt, rules))
+		out = append(out, analyseStmt(text, raw.Stmt, rules, depth))
 	}
 	return out, nil
 }
@@ -170,11 +178,13 @@ type analyser struct {
 	quals    []bool
 	ctes     map[string]bool
 	res      *analysed
+	text     string // the statement's own SQL
+	depth    int    // procedural-body nesting
 }
 
-func analyseStmt(text string, node *pg_query.Node, rules *funcRules) analysed {
+func analyseStmt(text string, node *pg_query.Node, rules *funcRules, depth int) analysed {
 	res := analysed{}
-	a := &analyser{rules: rules, res: &res, ctes: map[string]bool{}}
+	a := &analyser{rules: rules, res: &res, ctes: map[string]bool{}, text: text, depth: depth}
 	top := nodeMessage(node)
 	a.top = top
 	kind := a.topLevel(top)
@@ -209,6 +219,8 @@ func summarise(fs []finding, unsafe []string) (Class, []string) {
 	reasons = append(reasons, unsafe...)
 	return c, dedupe(reasons)
 }
+
+func utf8Valid(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 func dedupe(s []string) []string {
 	if len(s) < 2 {
@@ -341,7 +353,7 @@ func (a *analyser) visit(msg proto.Message, planOnly bool) bool {
 // subBody analyses the body of a PREPARE or DECLARE, merges its findings
 // into the statement and returns them for the session.
 func (a *analyser) subBody(outer string, q *pg_query.Node) *body {
-	sub := &analyser{rules: a.rules, res: &analysed{}, ctes: a.ctes}
+	sub := &analyser{rules: a.rules, res: &analysed{}, ctes: a.ctes, depth: a.depth}
 	m := nodeMessage(q)
 	sub.top = m
 	kind := sub.topLevel(m)

@@ -80,11 +80,24 @@
 // refuse most real queries. Known-writing built-ins (nextval, setval,
 // large-object writers) raise the class, dangerous ones are forbidden. The
 // second wall is PostgreSQL itself: the proxy runs read grants in a read-only
-// session (default_transaction_read_only=on, set as a startup parameter or role
-// setting so that DISCARD ALL restores it) under a least-privilege role, where
-// a function that writes fails with SQLSTATE 25006. Trigger and rule bodies,
-// DO blocks and dynamic EXECUTE strings are likewise opaque: they are admin
-// (DO, CREATE FUNCTION, CREATE RULE/TRIGGER) and rely on the role's privileges.
+// session under a least-privilege role, where a function that writes fails
+// with SQLSTATE 25006 (the tests check this against a real server). The proxy
+// MUST set default_transaction_read_only as a startup parameter or role
+// setting, not with SET: DISCARD ALL is read (connection pools send it) and
+// restores settings to their startup values. RESET ALL is forbidden.
+//
+// # Procedural bodies
+//
+// DO blocks and CREATE FUNCTION/PROCEDURE are admin. Their SQL and PL/pgSQL
+// bodies are parsed too (PL/pgSQL with pg_query's PL/pgSQL parser, every
+// embedded statement and expression with the SQL parser), so a dangerous call
+// in a body is forbidden and a DELETE without WHERE in a body is an unsafe
+// write. Dynamic SQL (EXECUTE of a string, `EXECUTE 'DR' || 'OP ...'`) and
+// bodies in other languages stay opaque and are named in the reasons; bodies
+// nested more than a few levels deep are not analysed. Functions in language C
+// or internal are forbidden: they can bind any server function under a new
+// name. Existing functions, triggers and rules that fire on an allowed
+// statement are invisible to the guard and rely on the role's privileges.
 //
 // # What the proxy must add
 //

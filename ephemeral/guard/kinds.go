@@ -102,7 +102,19 @@ func (a *analyser) topLevel(m proto.Message) string {
 		a.add(ClassAdmin, "UNLISTEN changes notification subscriptions", "UNLISTEN")
 		return "UNLISTEN"
 	case *pg_query.DoStmt:
-		a.add(ClassAdmin, "DO runs procedural code the guard cannot analyse (dynamic EXECUTE)", "DO")
+		a.add(ClassAdmin, "DO runs procedural code", "DO")
+		lang, src := "plpgsql", ""
+		for _, arg := range n.Args {
+			if d := arg.GetDefElem(); d != nil && d.Arg != nil && d.Arg.GetString_() != nil {
+				switch d.Defname {
+				case "as":
+					src = d.Arg.GetString_().Sval
+				case "language":
+					lang = d.Arg.GetString_().Sval
+				}
+			}
+		}
+		a.analyseBody(lang, src, "")
 		return "DO"
 	case *pg_query.CreateFunctionStmt:
 		kind := "CREATE FUNCTION"
@@ -110,12 +122,35 @@ func (a *analyser) topLevel(m proto.Message) string {
 			kind = "CREATE PROCEDURE"
 		}
 		a.add(ClassAdmin, "defines code that runs later", kind)
+		lang, src, hasSrc := "", "", false
 		for _, o := range n.Options {
-			if d := o.GetDefElem(); d != nil && d.Defname == "security" {
+			d := o.GetDefElem()
+			if d == nil || d.Arg == nil {
+				continue
+			}
+			switch d.Defname {
+			case "security":
 				if v, ok := constString(d.Arg); !ok || !isFalseLiteral(v) {
 					a.add(ClassAdmin, "SECURITY DEFINER code runs with its owner's privileges", kind)
 				}
+			case "language":
+				if s := d.Arg.GetString_(); s != nil {
+					lang = s.Sval
+				}
+			case "as":
+				if l := d.Arg.GetList(); l != nil && len(l.Items) > 0 && l.Items[0].GetString_() != nil {
+					src, hasSrc = l.Items[0].GetString_().Sval, true
+				}
 			}
+		}
+		switch {
+		case n.SqlBody != nil: // BEGIN ATOMIC / RETURN: walked as part of the tree
+		case hasSrc && lang != "":
+			a.analyseBody(lang, src, a.text)
+		case lang != "":
+			a.analyseBody(lang, "", a.text)
+		default:
+			a.add(ClassAdmin, "its body cannot be analysed", "")
 		}
 		return kind
 	case *pg_query.CallStmt:
