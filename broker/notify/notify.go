@@ -249,7 +249,9 @@ func (n *Notifier) deliver(ctx context.Context, t Target, body []byte) Result {
 
 type permanentError struct{ status int }
 
-func (e *permanentError) Error() string { return fmt.Sprintf("notify: receiver answered %d (not retried)", e.status) }
+func (e *permanentError) Error() string {
+	return fmt.Sprintf("notify: receiver answered %d (not retried)", e.status)
+}
 
 func (n *Notifier) post(ctx context.Context, t Target, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))

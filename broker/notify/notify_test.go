@@ -17,7 +17,7 @@ import (
 func msg() notify.Message {
 	return notify.Message{GrantID: "g_1", Requester: "agent-7", Target: "test-db", Access: "write", Mode: "exec",
 		Statements: []notify.Statement{{SQL: "UPDATE t SET x = 1 WHERE id = 2", Kind: "UPDATE", Class: "write"}},
-		Rule: "r", Quorum: 1, Claims: map[string]any{"repository": "acme/shop", "ref": "refs/pull/42/merge", "sha": "abc123"},
+		Rule:       "r", Quorum: 1, Claims: map[string]any{"repository": "acme/shop", "ref": "refs/pull/42/merge", "sha": "abc123"},
 		Expires: time.Unix(1_900_000_000, 0)}
 }
 
