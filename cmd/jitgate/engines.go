@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
+	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/mask"
+	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/session"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// engines is the closed set of protocol engines the proxy serves.
+func engines() map[spec.Protocol]session.Factory {
+	return map[spec.Protocol]session.Factory{
+		spec.Postgres: newPostgresEngine,
+	}
+}
+
+func newPostgresEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (session.Engine, error) {
+	gd, err := guard.New(guard.Config{
+		Access: g.Guard.Access, DenyFunctions: g.Guard.DenyFunctions, AllowFunctions: g.Guard.AllowFunctions,
+		DenyKinds: g.Guard.DenyKinds, AllowKinds: g.Guard.AllowKinds,
+	})
+	if err != nil {
+		return nil, err
+	}
+	style, err := mask.ParseStyle(g.Mask.Style)
+	if err != nil {
+		return nil, err
+	}
+	mk, err := mask.New(mask.Config{Columns: g.Mask.Columns, Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)})
+	if err != nil {
+		return nil, err
+	}
+	eng, err := postgres.New(postgres.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return pgEngine{eng}, nil
+}
+
+// pgEngine adapts the PostgreSQL engine's tabular result to spec.Result.
+type pgEngine struct{ e *postgres.Engine }
+
+func (p pgEngine) Serve(ctx context.Context, c net.Conn) error { return p.e.Serve(ctx, c) }
+
+func (p pgEngine) Exec(ctx context.Context, sql string) (*spec.Result, error) {
+	res, err := p.e.Exec(ctx, sql)
+	if errors.Is(err, postgres.ErrBlocked) {
+		return nil, fmt.Errorf("%w: %v", session.ErrBlocked, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &spec.Result{Columns: res.Columns, Rows: res.Rows, Tag: res.CommandTag, Notices: res.Notices}, nil
+}
