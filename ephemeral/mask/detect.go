@@ -2,6 +2,8 @@ package mask
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 )
@@ -251,6 +253,60 @@ func upper(c byte) byte {
 	return c
 }
 
+// ---- word-at-a-time skipping (SWAR) ----
+
+const (
+	ones = 0x0101010101010101
+	lo7  = 0x7f7f7f7f7f7f7f7f
+	high = 0x8080808080808080
+)
+
+func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
+
+// zeroMask has the high bit set in the lowest zero byte of x (bytes above it may be
+// marked too, so only its lowest set bit is exact).
+func zeroMask(x uint64) uint64 { return (x - ones) &^ x & high }
+
+func hasZero(x uint64) bool { return zeroMask(x) != 0 }
+
+// digitMask has the high bit set in exactly the bytes of x that are ASCII digits:
+// below 0x80 and 0x2f < byte < 0x3a ("hasbetween" from Bit Twiddling Hacks; no byte
+// borrows from or carries into its neighbour, so every byte is exact).
+func digitMask(x uint64) uint64 {
+	const m, n = 0x2f, 0x3a
+	return (ones*(127+n) - (x & lo7)) &^ x & ((x & lo7) + ones*(127-m)) & high
+}
+
+func hasDigit(x uint64) bool { return digitMask(x) != 0 }
+
+// nextDigit returns the index of the first digit at or after i, or len(b).
+func nextDigit(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if m := digitMask(load64(b, i)); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(b) && !isDigit(b[i]) {
+		i++
+	}
+	return i
+}
+
+// nextTokenMark returns the index of the first '_', '-' or 'A' at or after i (every
+// token prefix ends in '_' or '-', or starts with "AIza"), or len(b).
+func nextTokenMark(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		x := load64(b, i)
+		if m := zeroMask(x^(ones*'_')) | zeroMask(x^(ones*'-')) | zeroMask(x^(ones*'A')); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for i < len(b) && b[i] != '_' && b[i] != '-' && b[i] != 'A' {
+		i++
+	}
+	return i
+}
+
 // ---- credit cards ----
 
 // findCard finds 13–19 digits, optionally grouped by single spaces or dashes, that are
@@ -260,42 +316,42 @@ func upper(c byte) byte {
 func findCard(b []byte, from int) (int, int, bool) {
 	n := len(b)
 	i := from
-	for i < n {
-		if !isDigit(b[i]) {
-			i++
-			continue
-		}
-		if i > 0 && isDigit(b[i-1]) { // inside a run that began before from
-			for i < n && isDigit(b[i]) {
-				i++
-			}
-			continue
+	for i > 0 && i < n && isDigit(b[i-1]) && isDigit(b[i]) { // inside a run that began before from
+		i++
+	}
+	for {
+		i = nextDigit(b, i)
+		if i >= n {
+			return 0, 0, false
 		}
 		// b[i] starts a run of digits with single separators.
-		runEnd := i
+		runEnd, nd := i, 0
 		for runEnd < n {
-			if isDigit(b[runEnd]) {
+			c := b[runEnd]
+			if isDigit(c) {
 				runEnd++
+				nd++
 				continue
 			}
-			if (b[runEnd] == ' ' || b[runEnd] == '-') && runEnd+1 < n && isDigit(b[runEnd+1]) && runEnd > i {
+			if (c == ' ' || c == '-') && runEnd+1 < n && isDigit(b[runEnd+1]) {
 				runEnd++
 				continue
 			}
 			break
 		}
-		// Try every group start in the run, longest window first.
-		for s := i; s < runEnd; s++ {
-			if s > i && (isDigit(b[s-1]) || !isDigit(b[s])) {
-				continue
-			}
-			if e, ok := cardAt(b[:runEnd], s); ok {
-				return s, e, true
+		if nd >= 13 {
+			// Try every group start in the run, longest window first.
+			for s := i; s < runEnd; s++ {
+				if s > i && (isDigit(b[s-1]) || !isDigit(b[s])) {
+					continue
+				}
+				if e, ok := cardAt(b[:runEnd], s); ok {
+					return s, e, true
+				}
 			}
 		}
 		i = runEnd
 	}
-	return 0, 0, false
 }
 
 // cardAt tries the windows starting at s that end at a group end, longest first.
@@ -418,32 +474,44 @@ func emailDomainEnd(b []byte, d int) (int, bool) {
 // other digits, rejecting area 000, 666 and 900–999, group 00 and serial 0000.
 func findSSN(b []byte, from int) (int, int, bool) {
 	n := len(b)
-	for i := from; i+11 <= n; i++ {
-		sep := b[i+3]
-		if sep != '-' && sep != ' ' {
-			continue
-		}
-		if b[i+6] != sep || !isDigit(b[i]) || !isDigit(b[i+1]) || !isDigit(b[i+2]) ||
-			!isDigit(b[i+4]) || !isDigit(b[i+5]) || !isDigit(b[i+7]) || !isDigit(b[i+8]) ||
-			!isDigit(b[i+9]) || !isDigit(b[i+10]) {
-			continue
-		}
-		if i > 0 && isDigit(b[i-1]) || i+11 < n && isDigit(b[i+11]) {
-			continue
-		}
-		area := int(b[i]-'0')*100 + int(b[i+1]-'0')*10 + int(b[i+2]-'0')
-		if area == 0 || area == 666 || area >= 900 {
-			continue
-		}
-		if b[i+4] == '0' && b[i+5] == '0' {
-			continue
-		}
-		if b[i+7] == '0' && b[i+8] == '0' && b[i+9] == '0' && b[i+10] == '0' {
-			continue
-		}
-		return i, i + 11, true
+	i := from
+	for i > 0 && i < n && isDigit(b[i-1]) && isDigit(b[i]) {
+		i++
 	}
-	return 0, 0, false
+	for {
+		i = nextDigit(b, i)
+		if i+11 > n {
+			return 0, 0, false
+		}
+		j := i + 1
+		for j < n && isDigit(b[j]) {
+			j++
+		}
+		if j-i == 3 && ssnAt(b, i) {
+			return i, i + 11, true
+		}
+		i = j
+	}
+}
+
+// ssnAt checks AAA?GG?SSSS at i, where b[i:i+3] are digits not preceded by one.
+func ssnAt(b []byte, i int) bool {
+	sep := b[i+3]
+	if sep != '-' && sep != ' ' || b[i+6] != sep || !isDigit(b[i+4]) || !isDigit(b[i+5]) ||
+		!isDigit(b[i+7]) || !isDigit(b[i+8]) || !isDigit(b[i+9]) || !isDigit(b[i+10]) {
+		return false
+	}
+	if i+11 < len(b) && isDigit(b[i+11]) {
+		return false
+	}
+	area := int(b[i]-'0')*100 + int(b[i+1]-'0')*10 + int(b[i+2]-'0')
+	if area == 0 || area == 666 || area >= 900 {
+		return false
+	}
+	if b[i+4] == '0' && b[i+5] == '0' {
+		return false
+	}
+	return !(b[i+7] == '0' && b[i+8] == '0' && b[i+9] == '0' && b[i+10] == '0')
 }
 
 // ---- IBAN ----
@@ -472,22 +540,27 @@ var ibanLen = map[[2]byte]int{
 // Letters may be of either case.
 func findIBAN(b []byte, from int) (int, int, bool) {
 	n := len(b)
-	for i := from; i+15 <= n; i++ {
-		if !isDigit(b[i+2]) || !isDigit(b[i+3]) || class[b[i]]&(clUpper|clLower) == 0 || class[b[i+1]]&(clUpper|clLower) == 0 {
-			continue
+	i := from
+	for {
+		// The check digits start a digit run right after the two-letter country code.
+		i = nextDigit(b, i)
+		if i+13 > n {
+			return 0, 0, false
 		}
-		if i > 0 && isAlnum(b[i-1]) {
-			continue
+		j := i + 1
+		for j < n && isDigit(b[j]) {
+			j++
 		}
-		want, ok := ibanLen[[2]byte{upper(b[i]), upper(b[i+1])}]
-		if !ok {
-			continue
+		if j-i >= 2 && i >= from+2 && class[b[i-1]]&(clUpper|clLower) != 0 && class[b[i-2]]&(clUpper|clLower) != 0 &&
+			(i == 2 || !isAlnum(b[i-3])) {
+			if want, ok := ibanLen[[2]byte{upper(b[i-2]), upper(b[i-1])}]; ok {
+				if e, ok := ibanAt(b, i-2, want); ok {
+					return i - 2, e, true
+				}
+			}
 		}
-		if e, ok := ibanAt(b, i, want); ok {
-			return i, e, true
-		}
+		i = j
 	}
-	return 0, 0, false
 }
 
 func ibanAt(b []byte, s, want int) (int, bool) {
@@ -563,23 +636,34 @@ func findAWSAccessKey(b []byte, from int) (int, int, bool) {
 // upper and lower case and use at least 20 distinct characters (a random 40-character
 // key does so with probability > 0.999; hex digests such as git hashes never do).
 func findAWSSecretKey(b []byte, from int) (int, int, bool) {
+	const k = 40
+	in := func(c byte) bool { return class[c]&(clAlnum|clB64) != 0 }
 	n := len(b)
 	i := from
-	for i < n {
-		if class[b[i]]&(clAlnum|clB64) == 0 {
-			i++
+	for i > 0 && i < n && in(b[i-1]) { // inside a run that began before from
+		i++
+	}
+	// Invariant: i == 0 or b[i-1] is outside the alphabet. A run of exactly k that
+	// starts in [i, i+k-1] covers i+k-1, so when that byte is outside the alphabet
+	// the whole window is skipped at once.
+	for i+k <= n {
+		p := i + k - 1
+		if !in(b[p]) {
+			i = p + 1
 			continue
 		}
-		s := i
-		for i < n && class[b[i]]&(clAlnum|clB64) != 0 {
-			i++
+		s := p
+		for s > i && in(b[s-1]) {
+			s--
 		}
-		if i-s != 40 {
-			continue
+		e := p + 1
+		for e < n && in(b[e]) {
+			e++
 		}
-		if hinted(b, s) || randomLooking(b[s:i]) {
-			return s, i, true
+		if e-s == k && (hinted(b, s) || randomLooking(b[s:e])) {
+			return s, e, true
 		}
+		i = e + 1
 	}
 	return 0, 0, false
 }
@@ -623,13 +707,17 @@ func randomLooking(v []byte) bool {
 // (base64 of `{"`), is at least 10 characters, the payload at least 2, and the
 // signature may be empty (unsigned tokens still carry claims).
 func findJWT(b []byte, from int) (int, int, bool) {
-	for from < len(b) {
-		k := bytes.Index(b[from:], []byte("eyJ"))
+	for from+2 < len(b) {
+		// 'J' is rare in text, so IndexByte (SIMD) skips far; "ey" is checked after.
+		k := bytes.IndexByte(b[from+2:], 'J')
 		if k < 0 {
 			return 0, 0, false
 		}
 		s := from + k
 		from = s + 1
+		if b[s] != 'e' || b[s+1] != 'y' {
+			continue
+		}
 		h := b64urlRun(b, s)
 		if h-s < 10 || h >= len(b) || b[h] != '.' {
 			continue
@@ -657,13 +745,17 @@ func b64urlRun(b []byte, i int) int {
 // text is the body, so a truncated key is masked too.
 func findPEMPrivateKey(b []byte, from int) (int, int, bool) {
 	begin := []byte("-----BEGIN ")
-	for from < len(b) {
-		k := bytes.Index(b[from:], begin)
+	for from+len(begin) <= len(b) {
+		// Look for the rarer 'B' and check the dashes around it.
+		k := bytes.IndexByte(b[from+5:], 'B')
 		if k < 0 {
 			return 0, 0, false
 		}
 		s := from + k
 		from = s + 1
+		if !bytes.HasPrefix(b[s:], begin) {
+			continue
+		}
 		lbl := s + len(begin)
 		end := bytes.Index(b[lbl:min(len(b), lbl+80)], []byte("-----"))
 		if end < 0 || !bytes.Contains(b[lbl:lbl+end], []byte("PRIVATE KEY")) {
@@ -708,14 +800,14 @@ var tokenPrefixes = []tokenPrefix{
 // findTokenPrefix finds a known token prefix followed by enough body characters. The
 // match is the body: the prefix stays visible, so a reader knows what was removed.
 func findTokenPrefix(b []byte, from int) (int, int, bool) {
-	for i := from; i < len(b); i++ {
-		c := b[i]
-		if c != '_' && c != '-' && c != 'A' {
-			continue
+	for i := from; ; i++ {
+		i = nextTokenMark(b, i)
+		if i >= len(b) {
+			return 0, 0, false
 		}
+		c := b[i]
 		for _, tp := range tokenPrefixes {
 			p := tp.prefix
-			last := p[len(p)-1]
 			var s int
 			if c == 'A' {
 				if p[0] != 'A' {
@@ -723,7 +815,7 @@ func findTokenPrefix(b []byte, from int) (int, int, bool) {
 				}
 				s = i
 			} else {
-				if last != c {
+				if p[len(p)-1] != c {
 					continue
 				}
 				s = i + 1 - len(p)
@@ -740,5 +832,4 @@ func findTokenPrefix(b []byte, from int) (int, int, bool) {
 			}
 		}
 	}
-	return 0, 0, false
 }
