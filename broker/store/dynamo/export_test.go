@@ -1,0 +1,4 @@
+package dynamo
+
+// Decode exposes the item decoder to the fuzz test.
+var Decode = decode
