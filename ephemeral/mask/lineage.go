@@ -23,6 +23,12 @@ type Lineage struct {
 	// makes every computed column that reads it redacted, since it could be a view
 	// that renames a masked column.
 	Relations []Relation
+	// Reads is everything the statement reads anywhere: output columns, WHERE, JOIN,
+	// GROUP BY, ORDER BY, subqueries, nested queries of utility statements (EXPLAIN,
+	// CREATE TABLE AS, COPY). Error and notice texts can quote any of it
+	// (`SELECT 1 FROM users WHERE card_number::int = 0` prints the card number in
+	// the error); see [Masker.Sensitive].
+	Reads ColumnLineage
 }
 
 // Relation is a relation named in a statement.
@@ -90,7 +96,12 @@ func Analyze(sql string) ([]Lineage, error) {
 	for _, raw := range tree.Stmts {
 		a := &analyzer{}
 		lin := a.statement(raw.Stmt)
+		for _, c := range lin.Columns {
+			a.reads.merge(c)
+		}
 		lin.Relations = a.rels
+		lin.Reads = a.reads
+		lin.Reads.Direct, lin.Reads.Star = false, false
 		out = append(out, lin)
 	}
 	return out, nil
@@ -101,6 +112,7 @@ const maxDepth = 256
 
 type analyzer struct {
 	rels  []Relation
+	reads ColumnLineage
 	depth int
 }
 
@@ -342,7 +354,36 @@ func (a *analyzer) statement(n *pg.Node) Lineage {
 			return Lineage{Unknown: true}
 		}
 		return Lineage{Columns: cols}
+	case *pg.Node_CopyStmt:
+		c := n.GetCopyStmt()
+		if c.Relation != nil {
+			rel := Relation{Schema: c.Relation.Schemaname, Name: c.Relation.Relname}
+			a.addRel(rel)
+			if len(c.Attlist) == 0 {
+				a.reads.Refs = append(a.reads.Refs, ColumnRef{Schema: rel.Schema, Table: rel.Name})
+			}
+			for _, at := range c.Attlist {
+				a.reads.merge(ColumnLineage{Refs: []ColumnRef{{Schema: rel.Schema, Table: rel.Name, Column: str(at)}}})
+			}
+		}
+		if c.Query != nil {
+			cols, _ := a.query(c.Query, nil)
+			for _, col := range cols {
+				a.reads.merge(col)
+			}
+		}
+		if c.IsProgram || c.WhereClause != nil {
+			a.reads.Opaque = true
+		}
+		return Lineage{Unknown: true}
+	case *pg.Node_DoStmt, *pg.Node_ExecuteStmt, *pg.Node_FetchStmt, *pg.Node_CallStmt:
+		// Code or a query the statement text does not show.
+		a.reads.Opaque = true
+		return Lineage{Unknown: true}
 	}
+	// Other statements: what they read is whatever queries and expressions they
+	// contain (EXPLAIN, CREATE TABLE AS, DECLARE CURSOR, PREPARE, ...).
+	a.reads.merge(a.generic(n, nil))
 	return Lineage{Unknown: true}
 }
 
@@ -377,7 +418,16 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, parent *scope) ([]ColumnLineage,
 	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
 		lc, names := a.selectStmt(s.Larg, sc)
 		rc, _ := a.selectStmt(s.Rarg, sc)
-		return setop(lc, rc), names
+		out := setop(lc, rc)
+		// ORDER BY and LIMIT of a set operation name its output columns.
+		var all ColumnLineage
+		for _, c := range out {
+			all.merge(c)
+		}
+		if len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil {
+			a.reads.merge(all)
+		}
+		return out, names
 	}
 	if len(s.ValuesLists) > 0 {
 		var cols []ColumnLineage
@@ -398,7 +448,19 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, parent *scope) ([]ColumnLineage,
 	for _, f := range s.FromClause {
 		a.from(f, lvl)
 	}
-	return a.targets(s.TargetList, lvl)
+	cols, names := a.targets(s.TargetList, lvl)
+	for _, c := range cols {
+		a.reads.merge(c)
+	}
+	for _, e := range []*pg.Node{s.WhereClause, s.HavingClause, s.LimitCount, s.LimitOffset} {
+		a.reads.merge(a.expr(e, lvl))
+	}
+	for _, list := range [][]*pg.Node{s.GroupClause, s.SortClause, s.DistinctClause, s.WindowClause} {
+		for _, e := range list {
+			a.reads.merge(a.expr(e, lvl))
+		}
+	}
+	return cols, names
 }
 
 // setop combines the columns of UNION/INTERSECT/EXCEPT branches: column i carries
@@ -496,6 +558,7 @@ func (a *analyzer) from(n *pg.Node, lvl *scope) *source {
 		if src.inexact {
 			lvl.inexact = true
 		}
+		a.reads.merge(a.expr(j.Quals, lvl))
 		// The roots were added by the two sides; replace them with the join.
 		lvl.roots = slices.DeleteFunc(lvl.roots, func(s *source) bool { return s == l || s == r })
 		lvl.roots = append(lvl.roots, src)
@@ -1003,6 +1066,7 @@ func (a *analyzer) dml(n *pg.Node, parent *scope) (cols []ColumnLineage, names [
 				written.merge(a.expr(rt.Val, lvl))
 			}
 		}
+		a.reads.merge(a.expr(s.WhereClause, lvl))
 		list = s.ReturningList
 	case *pg.Node_DeleteStmt:
 		s := x.DeleteStmt
@@ -1016,6 +1080,7 @@ func (a *analyzer) dml(n *pg.Node, parent *scope) (cols []ColumnLineage, names [
 		for _, f := range s.UsingClause {
 			a.from(f, lvl)
 		}
+		a.reads.merge(a.expr(s.WhereClause, lvl))
 		list = s.ReturningList
 	case *pg.Node_MergeStmt:
 		s := x.MergeStmt
@@ -1032,10 +1097,12 @@ func (a *analyzer) dml(n *pg.Node, parent *scope) (cols []ColumnLineage, names [
 		for _, w := range s.MergeWhenClauses {
 			written.merge(a.generic(w, lvl))
 		}
+		a.reads.merge(a.expr(s.JoinCondition, lvl))
 		list = s.ReturningList
 	default:
 		return opaqueStar, nil, true
 	}
+	a.reads.merge(written)
 	if len(list) == 0 {
 		return nil, nil, false
 	}

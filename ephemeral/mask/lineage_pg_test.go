@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -95,6 +96,9 @@ func TestLineageCasesAgainstPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	forms := secretForms(f.Secrets)
+	t.Run("error and notice texts", func(t *testing.T) {
+		errorTexts(t, ctx, srv.AdminDSN("shop"), m, forms)
+	})
 	for _, c := range f.Cases {
 		t.Run(c.SQL, func(t *testing.T) {
 			fds, rows, err := simpleQuery(ctx, conn, c.SQL)
@@ -231,4 +235,68 @@ func simpleQuery(ctx context.Context, conn *pgx.Conn, sql string) ([]pgconn.Fiel
 		}
 	}
 	return fds, rows, mrr.Close()
+}
+
+// errorTexts: errors and notices that quote a masked value are masked whole by
+// TextFor; others keep their text.
+func errorTexts(t *testing.T, ctx context.Context, dsn string, m *mask.Masker, forms []string) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, c := range []struct {
+		sql       string
+		sensitive bool
+	}{
+		{"SELECT card_number::int FROM users", true},
+		{"SELECT 1 FROM users WHERE ssn::int = 0", true},
+		{"SELECT id FROM orders o WHERE o.memo::int = (SELECT card_number::bigint FROM users LIMIT 1)", true},
+		{"DO $$BEGIN RAISE NOTICE 'card %', (SELECT card_number FROM users LIMIT 1); END$$", true},
+		{"SELECT 1/0 FROM orders", false},
+		{"SELECT memo::int FROM orders", false},
+	} {
+		notices = nil
+		_, err := conn.Exec(ctx, c.sql)
+		var texts []string
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			texts = append(texts, pgErr.Message)
+		}
+		texts = append(texts, notices...)
+		if len(texts) == 0 {
+			t.Fatalf("%s: no error or notice (err %v)", c.sql, err)
+		}
+		lins, err := mask.Analyze(c.sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lin := &lins[0]
+		for i, rel := range lin.Relations {
+			var kind *string
+			if err := conn.QueryRow(ctx, mask.RelKindQuery, rel.QuotedName()).Scan(&kind); err == nil && kind != nil {
+				lin.Relations[i].Kind = (*kind)[0]
+			}
+		}
+		if got := m.Sensitive(lin); got != c.sensitive {
+			t.Errorf("%s: Sensitive = %v, want %v", c.sql, got, c.sensitive)
+		}
+		for _, text := range texts {
+			out := string(m.TextFor(lin, []byte(text)))
+			for _, f := range forms {
+				if strings.Contains(out, f) {
+					t.Errorf("%s: text %q leaks %q as %q", c.sql, text, f, out)
+				}
+			}
+			if !c.sensitive && out != text {
+				t.Errorf("%s: harmless text %q changed to %q", c.sql, text, out)
+			}
+		}
+	}
 }

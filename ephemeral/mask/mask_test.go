@@ -257,3 +257,65 @@ func TestValueScanAndPass(t *testing.T) {
 		t.Fatal("pass changed the value")
 	}
 }
+
+func TestSensitive(t *testing.T) {
+	t.Parallel()
+	m, err := mask.New(mask.Config{Columns: []string{"public.users.card_number"}, Detectors: []string{"email"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		sql  string
+		kind byte
+		want bool
+	}{
+		{"SELECT 1 FROM users WHERE card_number::int = 0", 'r', true},
+		{"SELECT id FROM users WHERE id = 1", 'r', false},
+		{"SELECT id FROM users WHERE id = 1", 0, true}, // users could be a view
+		{"SELECT o.id FROM orders o JOIN users u ON u.card_number = o.memo", 'r', true},
+		{"SELECT id FROM users ORDER BY card_number::int", 'r', true},
+		{"SELECT id FROM users GROUP BY id HAVING max(card_number::int) > 0", 'r', true},
+		{"SELECT 1 FROM orders WHERE EXISTS (SELECT 1 FROM users WHERE card_number::int = 0)", 'r', true},
+		{"SELECT count(*) FROM users", 'r', false},
+		{"EXPLAIN ANALYZE SELECT card_number::int FROM users", 'r', true},
+		{"EXPLAIN SELECT id FROM users", 'r', false},
+		{"CREATE TABLE t AS SELECT card_number FROM users", 'r', true},
+		{"COPY users TO STDOUT", 'r', true},
+		{"COPY users (id) TO STDOUT", 'r', false},
+		{"COPY (SELECT reverse(card_number) FROM users) TO STDOUT", 'r', true},
+		{"DO $$BEGIN RAISE NOTICE '%', 1; END$$", 'r', true},
+		{"CALL do_things()", 'r', true},
+		{"EXECUTE stmt1", 'r', true},
+		{"FETCH ALL FROM c", 'r', true},
+		{"SELECT set_config('application_name', card_number, false) FROM users", 'r', true},
+		{"SELECT pg_notify('ch', card_number) FROM users", 'r', true},
+		{"UPDATE orders SET memo = 'x' WHERE memo = (SELECT card_number FROM users LIMIT 1)", 'r', true},
+		{"UPDATE orders SET memo = 'x' WHERE id = 1", 'r', false},
+		{"BEGIN", 0, false},
+		{"SET statement_timeout = 1000", 0, false},
+	} {
+		lins, err := mask.Analyze(c.sql)
+		if err != nil {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+		lin := &lins[0]
+		for i := range lin.Relations {
+			lin.Relations[i].Kind = c.kind
+		}
+		if got := m.Sensitive(lin); got != c.want {
+			t.Errorf("Sensitive(%s) = %v, want %v (reads %v)", c.sql, got, c.want, lin.Reads)
+		}
+		msg := []byte(`invalid input syntax for type integer: "4111111111111111", mail bob@example.com`)
+		out := string(m.TextFor(lin, msg))
+		if c.want && out != mask.SensitiveTextMarker || !c.want && (strings.Contains(out, "bob@") || !strings.Contains(out, "4111111111111111")) {
+			t.Errorf("TextFor(%s) = %q", c.sql, out)
+		}
+	}
+	if !m.Sensitive(nil) {
+		t.Error("unknown statement is not sensitive")
+	}
+	none, _ := mask.New(mask.Config{Detectors: []string{"all"}})
+	if none.Sensitive(nil) {
+		t.Error("sensitive without column rules")
+	}
+}

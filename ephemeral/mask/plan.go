@@ -259,3 +259,46 @@ func starOver(region []ColumnLineage, src ColumnRef) (ColumnLineage, bool) {
 	out.Star = false
 	return out, found
 }
+
+// Sensitive reports whether free text produced while running the statement of lin
+// (ErrorResponse and NoticeResponse fields, and NotificationResponse or
+// ParameterStatus messages that arrive before its ReadyForQuery) may quote a masked
+// value: `SELECT card_number::int FROM users` prints the number in its error. It is
+// true when column rules exist and the statement reads a masked column anywhere
+// (WHERE and JOIN included), a whole row, an opaque source or a relation not proven to
+// be a table, or when lin is nil or describes nothing it reads. The engine should then
+// use [Masker.TextFor] on those texts (and refuse COPY ... TO, whose CopyData rows
+// carry no per-column plan).
+func (m *Masker) Sensitive(lin *Lineage) bool {
+	if !m.HasColumnRules() {
+		return false
+	}
+	if lin == nil {
+		return true
+	}
+	r := lin.Reads
+	if r.Opaque || r.WholeRow {
+		return true
+	}
+	for _, ref := range r.Refs {
+		if m.ColumnMasked(ref) || !lin.provenTable(ref) {
+			return true
+		}
+	}
+	return false
+}
+
+// SensitiveTextMarker replaces free text that may quote a masked value.
+const SensitiveTextMarker = "[masked: the statement reads masked data]"
+
+// TextFor masks free text produced while running the statement of lin: the whole
+// text is replaced by [SensitiveTextMarker] when [Masker.Sensitive] says it may quote
+// a masked value, else the detectors run over it as with [Masker.Text]. Keep the
+// SQLSTATE code and severity as they are; pass each text field separately.
+func (m *Masker) TextFor(lin *Lineage, b []byte) []byte {
+	if len(b) > 0 && m.Sensitive(lin) {
+		m.columnCnt.Add(1)
+		return []byte(SensitiveTextMarker)
+	}
+	return m.Text(b)
+}
