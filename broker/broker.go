@@ -27,6 +27,7 @@ import (
 	"github.com/jitgate/jitgate/broker/grant"
 	"github.com/jitgate/jitgate/broker/identity"
 	"github.com/jitgate/jitgate/broker/launch"
+	"github.com/jitgate/jitgate/broker/notify"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
@@ -65,8 +66,23 @@ type Config struct {
 	PendingTimeout time.Duration
 	// RunTimeout bounds one exec-mode run; default 2m.
 	RunTimeout time.Duration
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// Notifier tells approvers about pending grants; optional. Its failure
+	// never changes a grant.
+	Notifier Notifier
+	// Explainer estimates the rows an SQL write touches, for approvers; optional.
+	Explainer Explainer
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+// Notifier delivers "approval needed" messages.
+type Notifier interface {
+	Pending(ctx context.Context, msg notify.Message) []notify.Result
+}
+
+// Explainer returns PostgreSQL's row estimate for sql on target without running it.
+type Explainer interface {
+	Explain(ctx context.Context, target, sql string) (float64, error)
 }
 
 // Service is the broker.
@@ -183,14 +199,26 @@ func (s *Service) Request(ctx context.Context, who identity.Identity, in Request
 		g.State = grant.Approved
 	case policy.EffectApprove:
 		g.State = grant.Pending
+		timeout := s.cfg.PendingTimeout
 		if d.Approval != nil {
 			g.ApproversGroups, g.ApproversUsers, g.Quorum = d.Approval.Groups, d.Approval.Users, max(d.Approval.Quorum, 1)
-		}
-		timeout := s.cfg.PendingTimeout
-		if d.Approval != nil && d.Approval.Timeout > 0 {
-			timeout = d.Approval.Timeout
+			g.CoversNext = d.Approval.CoversNext
+			if d.Approval.Timeout > 0 {
+				timeout = d.Approval.Timeout
+			}
 		}
 		g.PendingUntil = started.Add(timeout)
+		if by, note := s.coveredBy(ctx, g, timeout); by != "" {
+			g.State, g.CoveredBy, g.CoversNext = grant.Approved, by, 0
+			g.Reasons = append(g.Reasons, note)
+		} else if d.Approval != nil && d.Approval.Explain && g.Mode == spec.Exec && g.Access >= spec.Write && s.cfg.Explainer != nil {
+			g.EstimatedRows = -1
+			if n, err := s.cfg.Explainer.Explain(ctx, g.Target, g.Operation); err == nil {
+				g.EstimatedRows = n
+			} else {
+				s.cfg.Logger.Warn("explain estimate failed", "grant", g.ID, "err", err)
+			}
+		}
 	default:
 		g.State = grant.Denied
 	}
@@ -205,7 +233,84 @@ func (s *Service) Request(ctx context.Context, who identity.Identity, in Request
 	if g.State == grant.Denied {
 		return g, fmt.Errorf("%w: %s", ErrDenied, strings.Join(g.Reasons, "; "))
 	}
+	if g.State == grant.Pending && s.cfg.Notifier != nil {
+		s.notify(g)
+	}
 	return g, nil
+}
+
+// coveredBy finds an approved grant whose approval covers this identical
+// operation (rule covers_next): same requester, target, rule, statement and
+// pull request, approved within the approval window, with uses left. The use is
+// taken with a conditional write, so racing requests cannot overspend it.
+func (s *Service) coveredBy(ctx context.Context, g *grant.Grant, window time.Duration) (string, string) {
+	if g.Mode != spec.Exec || g.OperationHash == "" {
+		return "", ""
+	}
+	cands, err := s.cfg.Store.List(ctx, grant.Filter{Requester: g.Requester, Target: g.Target})
+	if err != nil {
+		return "", ""
+	}
+	now := s.cfg.Now()
+	for _, c := range cands {
+		if c.CoversNext <= c.CoverUses || c.OperationHash != g.OperationHash || c.Rule != g.Rule || c.Mode != spec.Exec {
+			continue
+		}
+		if c.State != grant.Approved && c.State != grant.Active && c.State != grant.Ended {
+			continue
+		}
+		if fmt.Sprint(c.Claims["repository"], c.Claims["ref"]) != fmt.Sprint(g.Claims["repository"], g.Claims["ref"]) {
+			continue
+		}
+		var last time.Time
+		for _, a := range c.Approvals {
+			if a.Decision == "approve" && a.At.After(last) {
+				last = a.At
+			}
+		}
+		if last.IsZero() || now.After(last.Add(window)) {
+			continue
+		}
+		var use int
+		_, err := s.cfg.Store.Update(ctx, c.ID, func(cc *grant.Grant) error {
+			if cc.CoverUses >= cc.CoversNext {
+				return fmt.Errorf("%w: no uses left", ErrConflict)
+			}
+			cc.CoverUses++
+			use = cc.CoverUses
+			return nil
+		})
+		if err == nil {
+			return c.ID, fmt.Sprintf("covered by the approval of %s (%d of %d)", c.ID, use, c.CoversNext)
+		}
+	}
+	return "", ""
+}
+
+// notify tells approvers in the background; the outcome is audited and never
+// changes the grant.
+func (s *Service) notify(g *grant.Grant) {
+	msg := notify.Message{GrantID: g.ID, Requester: g.RequesterName + " (" + g.Requester + ")", Target: g.Target,
+		Access: g.Access.String(), Mode: g.Mode.String(), Operation: g.Operation, Reason: g.Reason, Rule: g.Rule,
+		Approvers: append(append([]string{}, g.ApproversGroups...), g.ApproversUsers...), Quorum: g.Quorum,
+		Claims: g.Claims, Expires: g.PendingUntil}
+	for _, st := range g.Statements {
+		msg.Statements = append(msg.Statements, notify.Statement{SQL: st.SQL, Kind: st.Kind, Class: st.Class})
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, r := range s.cfg.Notifier.Pending(ctx, msg) {
+			detail := fmt.Sprintf("%s delivered after %d attempt(s)", r.Target.Kind, r.Attempts)
+			if r.Err != nil {
+				detail = fmt.Sprintf("%s failed after %d attempt(s): %v", r.Target.Kind, r.Attempts, r.Err)
+				s.cfg.Logger.Warn("approval notification failed", "grant", g.ID, "err", r.Err)
+			}
+			s.audit(ctx, audit.Event{Type: audit.GrantNotified, GrantID: g.ID, Target: g.Target, Actor: "broker", Detail: detail})
+		}
+	}()
 }
 
 func (s *Service) ttl(asked, max time.Duration) time.Duration {
@@ -651,7 +756,8 @@ func mayApprove(g *grant.Grant, who identity.Identity) bool {
 	if g.Requester == who.Key() {
 		return false
 	}
-	if slices.Contains(g.ApproversUsers, who.Subject) || slices.Contains(g.ApproversUsers, who.Key()) {
+	// Named approvers are written "issuer-name:subject" in policy.
+	if slices.Contains(g.ApproversUsers, who.IssuerName+":"+who.Subject) {
 		return true
 	}
 	for _, grp := range who.Groups {

@@ -101,6 +101,16 @@ type Grant struct {
 	// Version is set by the store: 1 on Create, +1 on every write. Update compares
 	// it (compare-and-swap); callers must not change it.
 	Version int64 `json:"version"`
+	// CoveredBy names the approved grant whose approval (covers_next) also
+	// covers this identical operation; empty when approved on its own.
+	CoveredBy string `json:"covered_by,omitempty"`
+	// CoversNext is how many later identical operations this grant's approval
+	// covers; CoverUses counts those used (a conditional write each).
+	CoversNext int `json:"covers_next,omitempty"`
+	CoverUses  int `json:"cover_uses,omitempty"`
+	// EstimatedRows is PostgreSQL's row estimate for an SQL write, shown to
+	// approvers when the rule asks for it; -1 when unknown.
+	EstimatedRows float64 `json:"estimated_rows,omitempty"`
 }
 
 const idPrefix = "g_"

@@ -80,7 +80,7 @@ func yamlError(name string, err error) error {
 }
 
 func (l *loader) policy(n *yaml.Node, env *cel.Env) *Policy {
-	f := l.mapping(n, "policy", "version", "issuers", "targets", "rules")
+	f := l.mapping(n, "policy", "version", "issuers", "targets", "rules", "notifications")
 	if f == nil {
 		return nil
 	}
@@ -129,6 +129,12 @@ func (l *loader) policy(n *yaml.Node, env *cel.Env) *Policy {
 		p.Targets = append(p.Targets, t)
 	}
 
+	for _, nn := range l.seq(f.vals["notifications"], "notifications") {
+		if nt, ok := l.notification(nn); ok {
+			p.Notifications = append(p.Notifications, nt)
+		}
+	}
+
 	ruleAt := map[string]int{}
 	for _, rn := range l.seq(f.vals["rules"], "rules") {
 		r, ok := l.rule(rn, p, issuerAt, env)
@@ -143,6 +149,32 @@ func (l *loader) policy(n *yaml.Node, env *cel.Env) *Policy {
 		p.Rules = append(p.Rules, r)
 	}
 	return p
+}
+
+func (l *loader) notification(n *yaml.Node) (Notification, bool) {
+	f := l.mapping(n, "notification", "kind", "url", "secret", "approve_url")
+	if f == nil {
+		return Notification{}, false
+	}
+	before := len(l.errs)
+	var nt Notification
+	nt.Kind, _ = l.required(f, "kind", "notification")
+	nt.URL, _ = l.required(f, "url", "notification")
+	nt.Secret, _ = l.str(f, "secret", "notification")
+	nt.ApproveURL, _ = l.str(f, "approve_url", "notification")
+	switch nt.Kind {
+	case "slack", "":
+	case "webhook":
+		if nt.Secret == "" {
+			l.errAt(n, "notification: a webhook needs a secret (env:NAME or file:PATH) to sign its bodies")
+		}
+	default:
+		l.errAt(f.vals["kind"], "notification: kind %q is not slack or webhook", nt.Kind)
+	}
+	if nt.Secret != "" && !strings.HasPrefix(nt.Secret, "env:") && !strings.HasPrefix(nt.Secret, "file:") {
+		l.errAt(f.vals["secret"], "notification: secret must be a reference (env:NAME or file:PATH), not a literal in the policy file")
+	}
+	return nt, len(l.errs) == before
 }
 
 func (l *loader) issuer(n *yaml.Node) (Issuer, bool) {
@@ -461,7 +493,7 @@ func (l *loader) rule(n *yaml.Node, p *Policy, issuers map[string]int, env *cel.
 
 func (l *loader) approval(n *yaml.Node, what string, issuers map[string]int) *Approval {
 	w := what + " approval"
-	f := l.mapping(n, w, "approvers", "quorum", "timeout")
+	f := l.mapping(n, w, "approvers", "quorum", "timeout", "covers_next", "explain")
 	if f == nil {
 		return nil
 	}
@@ -496,5 +528,15 @@ func (l *loader) approval(n *yaml.Node, what string, issuers map[string]int) *Ap
 	if d, ok := l.duration(f, "timeout", w); ok && d > 0 {
 		a.Timeout = d
 	}
+	if f.has("covers_next") {
+		if c, ok := l.integer(f, "covers_next", w); ok {
+			if c < 0 || c > 100 {
+				l.errAt(f.vals["covers_next"], "%s: covers_next must be between 0 and 100, got %d", w, c)
+			} else {
+				a.CoversNext = c
+			}
+		}
+	}
+	a.Explain, _ = l.boolean(f, "explain", w)
 	return a
 }

@@ -60,8 +60,21 @@ type Policy struct {
 	Issuers []Issuer
 	Targets []Target
 	Rules   []Rule
+	// Notifications are told when a grant waits for approval.
+	Notifications []Notification
 	// Source is the file name the policy was loaded from.
 	Source string
+}
+
+// Notification is one place approvers are told about pending grants.
+type Notification struct {
+	// Kind is "slack" (incoming webhook) or "webhook" (JSON signed with HMAC-SHA256).
+	Kind string
+	// URL and Secret are references resolved by the caller: "env:NAME",
+	// "file:PATH" or a literal (a literal secret in a policy file is refused).
+	URL, Secret string
+	// ApproveURL is the base URL of the approval page, for links in messages.
+	ApproveURL string
 }
 
 // Issuer is a trusted token issuer (see identity.IssuerConfig).
@@ -217,6 +230,12 @@ type Approval struct {
 	// Quorum is how many distinct approvers are needed (>= 1).
 	Quorum  int
 	Timeout time.Duration
+	// CoversNext lets one approval also cover the next N identical exec
+	// statements (same requester, target, statement and pull request).
+	CoversNext int
+	// Explain asks the broker to show approvers PostgreSQL's row estimate
+	// (EXPLAIN, never executed) for SQL writes.
+	Explain bool
 }
 
 // Eligible reports whether approver is named by the approval block (by user
