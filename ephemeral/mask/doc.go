@@ -41,6 +41,16 @@
 // [RelKindQuery]); until it does, a computed column that reads any relation is redacted,
 // because that relation could be a view renaming a masked column.
 //
+// # Other paths back to the client
+//
+// Error and notice texts can quote any value a statement touched, in WHERE clauses
+// too (`SELECT card_number::int FROM users` prints the number in its error).
+// [Lineage.Reads] records everything a statement reads; [Masker.Sensitive] says
+// whether that includes masked data, and [Masker.TextFor] then replaces such texts
+// whole, else runs the detectors. CopyData, NOTIFY payloads and ParameterStatus
+// values go through [Masker.Text]; COPY ... TO of a sensitive statement has no
+// per-column plan and should be refused by the engine.
+//
 // # What output masking cannot stop
 //
 // Masking acts on what comes back, not on what the statement computes. A WHERE clause
