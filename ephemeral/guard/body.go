@@ -16,7 +16,9 @@ import (
 // any case; C and internal functions are forbidden because they can bind any
 // server function (pg_read_file under another name).
 
-// analyseBody judges the body of a DO block or a function.
+// analyseBody judges the body of a DO block or a function. createText, when
+// set, is a CREATE FUNCTION statement that has an AS clause: pg_query's
+// PL/pgSQL parser aborts the process on one without.
 func (a *analyser) analyseBody(language, src, createText string) {
 	lang := strings.ToLower(language)
 	if a.depth >= maxBodyDepth && (lang == "sql" || lang == "plpgsql") {

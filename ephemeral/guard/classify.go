@@ -425,18 +425,31 @@ func funcName(parts []*pg_query.Node) (schema, name string) {
 }
 
 // explainAnalyze reports whether EXPLAIN options make it run the statement.
-// Anything but a clear "false" counts as ANALYZE.
+// It mirrors PostgreSQL's defGetBoolean: only integer 0 and the strings
+// false and off turn ANALYZE off; anything else runs (or is an error).
 func explainAnalyze(opts []*pg_query.Node) bool {
 	for _, o := range opts {
 		d := o.GetDefElem()
 		if d == nil || !strings.EqualFold(d.Defname, "analyze") {
 			continue
 		}
-		if d.Arg == nil {
+		switch {
+		case d.Arg == nil:
 			return true
-		}
-		v, ok := constString(d.Arg)
-		if !ok || !isFalseLiteral(v) {
+		case d.Arg.GetInteger() != nil:
+			if d.Arg.GetInteger().Ival != 0 {
+				return true
+			}
+		case d.Arg.GetString_() != nil:
+			v := d.Arg.GetString_().Sval
+			if !strings.EqualFold(v, "false") && !strings.EqualFold(v, "off") {
+				return true
+			}
+		case d.Arg.GetBoolean() != nil:
+			if d.Arg.GetBoolean().Boolval {
+				return true
+			}
+		default:
 			return true
 		}
 	}

@@ -93,8 +93,7 @@ func explainRuns(explain any) bool {
 		}
 		b, _ := json.Marshal(arg)
 		switch strings.ToLower(string(b)) {
-		case `{"string":{"sval":"false"}}`, `{"string":{"sval":"off"}}`, `{"string":{"sval":"no"}}`,
-			`{"integer":{}}`, `{"boolean":{}}`:
+		case `{"string":{"sval":"false"}}`, `{"string":{"sval":"off"}}`, `{"integer":{}}`, `{"boolean":{}}`:
 			continue
 		}
 		return true

@@ -147,8 +147,6 @@ func (a *analyser) topLevel(m proto.Message) string {
 		case n.SqlBody != nil: // BEGIN ATOMIC / RETURN: walked as part of the tree
 		case hasSrc && lang != "":
 			a.analyseBody(lang, src, a.text)
-		case lang != "":
-			a.analyseBody(lang, "", a.text)
 		default:
 			a.add(ClassAdmin, "its body cannot be analysed", "")
 		}

@@ -65,6 +65,8 @@ type cmdCtx struct {
 	depth int
 	// replace is xargs' -I string: words containing it are not literal.
 	replace string
+	// open: more arguments are appended at run time (xargs, find -exec ... +).
+	open bool
 }
 
 func (c *checker) walk(root syntax.Node, depth int) {
@@ -271,7 +273,11 @@ func (c *checker) arith(e syntax.ArithmExpr, where string) {
 			return false
 		case *syntax.Word:
 			if s := x.Lit(); s == "" || !numeric(s) {
-				c.deny("%s uses %s: only number literals are allowed in arithmetic", where, printNode(x))
+				if isName(s) {
+					c.deny("%s reads variable %s: bash evaluates its value as code", where, s)
+				} else {
+					c.deny("%s uses %s: only number literals are allowed in arithmetic", where, printNode(x))
+				}
 			}
 			return false
 		}
@@ -292,6 +298,12 @@ func numeric(s string) bool {
 		})
 	}
 	return false
+}
+
+func isName(s string) bool {
+	return s != "" && !(s[0] >= '0' && s[0] <= '9') && allOf(s, func(ch byte) bool {
+		return ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch == '_'
+	})
 }
 
 func allOf(s string, f func(byte) bool) bool {

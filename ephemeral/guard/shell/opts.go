@@ -13,8 +13,11 @@ type optSpec struct {
 	// flags are short options without a value; valued are short options
 	// that take one (attached, "-uroot", or as the next word, "-u root").
 	flags, valued string
-	// long options, without the leading "--". A valued one takes "--x=v" or "--x v".
-	longFlags, longValued []string
+	// optional are short options whose value, if any, is attached ("-i{}").
+	optional string
+	// long options, without the leading "--". A valued one takes "--x=v" or
+	// "--x v"; an optional one takes only "--x=v".
+	longFlags, longValued, longOptional []string
 	// numeric accepts "-N" (nice -10).
 	numeric bool
 	// plus accepts "+o"-style options (shells).
@@ -59,6 +62,8 @@ func parseOpts(args []arg, sp optSpec) (opts, int, error) {
 					return seen, i, fmt.Errorf("option --%s takes no value", name)
 				}
 				seen[name] = append(seen[name], "")
+			case contains(sp.longOptional, name):
+				seen[name] = append(seen[name], val)
 			case contains(sp.longValued, name):
 				if !hasVal {
 					if i+1 >= len(args) {
@@ -98,6 +103,9 @@ func parseOpts(args []arg, sp optSpec) (opts, int, error) {
 					val = args[i].val
 				}
 				seen[string(ch)] = append(seen[string(ch)], val)
+				j = len(v)
+			case strings.IndexByte(sp.optional, ch) >= 0:
+				seen[string(ch)] = append(seen[string(ch)], v[j+1:])
 				j = len(v)
 			case strings.IndexByte(sp.flags, ch) >= 0:
 				seen[string(ch)] = append(seen[string(ch)], "")

@@ -95,8 +95,12 @@ func unquoteLit(s string, first bool) (string, bool) {
 				}
 			}
 			continue
-		case '*', '?', '[':
+		case '*', '?':
 			meta = true
+		case '[':
+			if strings.IndexByte(s[i+1:], ']') >= 0 {
+				meta = true
+			}
 		case '{':
 			brace = i
 		case ',':
