@@ -27,6 +27,9 @@ type GrantView struct {
 	ApproverUsers []string              `json:"approver_users,omitempty"`
 	Quorum        int                   `json:"quorum,omitempty"`
 	Approvals     []grant.Approval      `json:"approvals,omitempty"`
+	CoveredBy     string                `json:"covered_by,omitempty"`
+	CoversNext    int                   `json:"covers_next,omitempty"`
+	EstimatedRows *float64              `json:"estimated_rows,omitempty"`
 	CreatedAt     time.Time             `json:"created_at"`
 	PendingUntil  *time.Time            `json:"pending_until,omitempty"`
 	TTL           string                `json:"ttl,omitempty"`
@@ -48,6 +51,11 @@ func View(g *grant.Grant) GrantView {
 		Approvers: g.ApproversGroups, ApproverUsers: g.ApproversUsers, Quorum: g.Quorum, Approvals: g.Approvals,
 		CreatedAt: g.CreatedAt, LeaseID: g.LeaseID, Revoked: g.CredentialRevoked, RevokeError: g.RevokeError,
 		ProxyAddr: g.ProxyAddr, Recording: g.RecordingPath, Error: g.Error,
+	}
+	v.CoveredBy, v.CoversNext = g.CoveredBy, g.CoversNext
+	if g.EstimatedRows != 0 {
+		n := g.EstimatedRows
+		v.EstimatedRows = &n
 	}
 	if g.TTL > 0 {
 		v.TTL = g.TTL.String()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/urfave/cli/v3"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity"
 	launchlocal "github.com/jitgate/jitgate/broker/launch/local"
+	"github.com/jitgate/jitgate/broker/notify"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/broker/store/bolt"
 	"github.com/jitgate/jitgate/ephemeral/spec"
@@ -99,10 +101,19 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	svc, err := broker.New(broker.Config{
+	bcfg := broker.Config{
 		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
 		RecordDir: filepath.Join(cfg.DataDir, "recordings"), MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
-	})
+		Explainer: explainer{p: p},
+	}
+	if len(p.Notifications) > 0 {
+		n, err := buildNotifier(p)
+		if err != nil {
+			return fail(usageErr("notifications: %v", err))
+		}
+		bcfg.Notifier = n
+	}
+	svc, err := broker.New(bcfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -212,3 +223,76 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 }
 
 func cli1(err error) error { return cli.Exit(err.Error(), exitError) }
+
+func buildNotifier(p *policy.Policy) (*notify.Notifier, error) {
+	var targets []notify.Target
+	for _, n := range p.Notifications {
+		kind, err := notify.ParseKind(firstNonEmpty(n.Kind, "slack"))
+		if err != nil {
+			return nil, err
+		}
+		u, err := resolveRef(n.URL)
+		if err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+		t := notify.Target{Kind: kind, URL: u}
+		if n.Secret != "" {
+			sec, err := resolveRef(n.Secret)
+			if err != nil {
+				return nil, fmt.Errorf("secret: %w", err)
+			}
+			t.Secret = []byte(sec)
+		}
+		targets = append(targets, t)
+	}
+	return notify.New(notify.Config{Targets: targets})
+}
+
+// explainer asks PostgreSQL for a write's row estimate with EXPLAIN (never
+// ANALYZE), as the target's write role, inside a read-only transaction that is
+// rolled back. Only local-source targets have an admin DSN to do it with.
+type explainer struct{ p *policy.Policy }
+
+func (e explainer) Explain(ctx context.Context, target, sql string) (float64, error) {
+	t, ok := e.p.Target(target)
+	if !ok || t.Credentials.Source != policy.SourceLocal || t.Credentials.WriteRole == "" {
+		return 0, errors.New("no local admin connection for this target")
+	}
+	dsn, err := resolveRef(t.Credentials.AdminDSN)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return 0, err
+	}
+	cfg.Database = t.Database
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{t.Credentials.WriteRole}.Sanitize()); err != nil {
+		return 0, err
+	}
+	var plan []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	// The statement passed the guard as one write; EXPLAIN without ANALYZE plans it only.
+	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, pgx.QueryExecModeSimpleProtocol).Scan(&plan); err != nil {
+		return 0, err
+	}
+	if len(plan) == 0 {
+		return 0, errors.New("empty plan")
+	}
+	return plan[0].Plan.Rows, nil
+}
