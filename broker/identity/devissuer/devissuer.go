@@ -1,7 +1,9 @@
 // Package devissuer is a small but real OpenID Connect issuer for `jitgate dev`
 // and for tests. DEV ONLY: it must never be used in production. It signs
-// whatever claims it is asked to sign, and its /token endpoint hands out tokens
-// to anyone on the loopback interface without authentication.
+// whatever claims it is asked to sign, its /token endpoint hands out tokens to
+// anyone on the loopback interface without authentication, and its /authorize
+// sign-in form (the authorization-code flow with PKCE that the approval page
+// uses) signs in anyone as any subject and groups.
 //
 // It sits before the flow's first step: it mints the tokens that
 // broker/identity verifies, serving the same discovery document
@@ -74,6 +76,11 @@ type Issuer struct {
 	url     string
 	current signingKey
 	old     []signingKey
+
+	// authMu guards the authorization-code flow's state (authcode.go).
+	authMu   sync.Mutex
+	requests map[string]*authRequest
+	codes    map[string]*authCode
 }
 
 // New returns an Issuer with a fresh (or the given) signing key. Call SetURL
@@ -95,6 +102,9 @@ func New(opts Options) (*Issuer, error) {
 		alg: jose.SignatureAlgorithm(opts.Algorithm),
 		log: opts.Logger.With("dev_only", true),
 		now: opts.Now,
+
+		requests: map[string]*authRequest{},
+		codes:    map[string]*authCode{},
 	}
 	if opts.Key != nil {
 		if err := checkKey(i.alg, opts.Key); err != nil {
@@ -258,22 +268,27 @@ func (i *Issuer) Token(sub string, groups []string, aud string, extra map[string
 	return tok, err
 }
 
-// Handler serves the discovery document, the key set and the dev token
-// endpoint:
+// Handler serves the discovery document, the key set, the dev token endpoint
+// and the authorization-code flow with PKCE (see authcode.go):
 //
 //	GET  /.well-known/openid-configuration
 //	GET  /jwks
-//	POST /token       form: sub, aud, groups (comma list), claim=k=v (repeatable);
-//	                  answers {"id_token": "..."}; loopback clients only
-//	GET  /authorize   not implemented yet (501)
+//	POST /token       without grant_type (dev tokens): form sub, aud, groups
+//	                  (comma list), claim=k=v (repeatable); answers {"id_token": "..."}
+//	POST /token       grant_type=authorization_code: code, redirect_uri,
+//	                  client_id, code_verifier; answers id_token, access_token,
+//	                  token_type
+//	GET  /authorize   the DEV ONLY sign-in form (S256 PKCE required)
+//	POST /authorize   the form's submission; 302 to the client with a code
+//
+// /token and /authorize serve loopback clients only.
 func (i *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", i.serveDiscovery)
 	mux.HandleFunc("GET /jwks", i.serveJWKS)
 	mux.HandleFunc("POST /token", i.serveToken)
-	mux.HandleFunc("/authorize", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "devissuer: /authorize is not implemented", http.StatusNotImplemented)
-	})
+	mux.HandleFunc("GET /authorize", i.serveAuthorizeForm)
+	mux.HandleFunc("POST /authorize", i.serveAuthorizeSubmit)
 	return mux
 }
 
@@ -284,7 +299,11 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":                              u + "/jwks",
 		"token_endpoint":                        u + "/token",
 		"authorization_endpoint":                u + "/authorize",
-		"response_types_supported":              []string{"id_token"},
+		"response_types_supported":              []string{"code"},
+		"grant_types_supported":                 []string{"authorization_code"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"none"},
+		"scopes_supported":                      []string{"openid"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{string(i.alg)},
 		"claims_supported":                      []string{"sub", "aud", "iss", "exp", "iat", "groups"},
@@ -316,6 +335,16 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "devissuer: bad form: " + err.Error()})
+		return
+	}
+	switch gt := r.PostForm["grant_type"]; {
+	case len(gt) == 0:
+		// The dev token endpoint below.
+	case len(gt) == 1 && gt[0] == "authorization_code":
+		i.serveCodeExchange(w, r)
+		return
+	default:
+		writeJSON(w, http.StatusBadRequest, oauthError{"unsupported_grant_type", fmt.Sprintf("grant_type %q: only authorization_code (or none, for dev tokens)", strings.Join(gt, ","))})
 		return
 	}
 	sub, aud := r.PostForm.Get("sub"), r.PostForm.Get("aud")

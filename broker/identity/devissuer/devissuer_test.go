@@ -86,8 +86,12 @@ func TestDiscoveryAndRotation(t *testing.T) {
 	if code := get(t, h, "/.well-known/openid-configuration", &doc); code != 200 {
 		t.Fatalf("discovery status %d", code)
 	}
-	if doc["issuer"] != "http://127.0.0.1:9" || doc["jwks_uri"] != "http://127.0.0.1:9/jwks" {
+	if doc["issuer"] != "http://127.0.0.1:9" || doc["jwks_uri"] != "http://127.0.0.1:9/jwks" ||
+		doc["authorization_endpoint"] != "http://127.0.0.1:9/authorize" || doc["token_endpoint"] != "http://127.0.0.1:9/token" {
 		t.Errorf("discovery %v", doc)
+	}
+	if m, _ := doc["code_challenge_methods_supported"].([]any); len(m) != 1 || m[0] != "S256" {
+		t.Errorf("discovery code_challenge_methods_supported %v, want [S256]", doc["code_challenge_methods_supported"])
 	}
 	kids := func() []string {
 		var set struct {
@@ -123,8 +127,9 @@ func TestDiscoveryAndRotation(t *testing.T) {
 	if n := iss.JWKSFetches(); n != 3 {
 		t.Errorf("JWKSFetches = %d, want 3", n)
 	}
-	if code := get(t, h, "/authorize", nil); code != http.StatusNotImplemented {
-		t.Errorf("/authorize status %d", code)
+	// httptest requests come from 192.0.2.1: not loopback.
+	if code := get(t, h, "/authorize", nil); code != http.StatusForbidden {
+		t.Errorf("/authorize from a non-loopback client: status %d, want 403", code)
 	}
 }
 
