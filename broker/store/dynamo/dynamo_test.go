@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,22 @@ import (
 	"github.com/jitgate/jitgate/ephemeral/spec"
 	"github.com/jitgate/jitgate/test/awstest"
 )
+
+// shared is one moto server for the package's tests; each test uses its own
+// bucket or table on it.
+var shared *awstest.Server
+
+func TestMain(m *testing.M) {
+	srv, err := awstest.StartServer()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shared = srv
+	code := m.Run()
+	srv.Stop()
+	os.Exit(code)
+}
 
 var tableSeq atomic.Int64
 
@@ -48,8 +65,7 @@ func open(t *testing.T, c *dynamodb.Client, table string, mod ...func(*dynamo.Co
 
 func TestContract(t *testing.T) {
 	t.Parallel()
-	srv := awstest.Start(t)
-	c := dynamodb.NewFromConfig(srv.Config())
+	c := dynamodb.NewFromConfig(shared.Config())
 	storetest.Run(t, func(t *testing.T) grant.Store {
 		return open(t, c, newTable(t, c))
 	}, storetest.WithReopen(func(t *testing.T, old grant.Store) grant.Store {
@@ -83,8 +99,7 @@ func rawItem(t *testing.T, c *dynamodb.Client, table, id string) map[string]type
 // grant that is still pending or active.
 func TestTTLOnlyOnTerminalGrants(t *testing.T) {
 	t.Parallel()
-	srv := awstest.Start(t)
-	c := dynamodb.NewFromConfig(srv.Config())
+	c := dynamodb.NewFromConfig(shared.Config())
 	table := newTable(t, c)
 	now := base.Add(time.Hour)
 	st := open(t, c, table, func(cfg *dynamo.Config) { cfg.Now = func() time.Time { return now }; cfg.Retention = 48 * time.Hour })
@@ -131,8 +146,7 @@ func TestTTLOnlyOnTerminalGrants(t *testing.T) {
 // than one DynamoDB item holds; it is stored gzipped and reads back intact.
 func TestLargeOperationIsCompressed(t *testing.T) {
 	t.Parallel()
-	srv := awstest.Start(t)
-	c := dynamodb.NewFromConfig(srv.Config())
+	c := dynamodb.NewFromConfig(shared.Config())
 	table := newTable(t, c)
 	st := open(t, c, table)
 	ctx := t.Context()
@@ -161,8 +175,7 @@ func TestLargeOperationIsCompressed(t *testing.T) {
 // says "pending" (a hand edit, a bug) is refused, not trusted either way.
 func TestTamperedItemIsRefused(t *testing.T) {
 	t.Parallel()
-	srv := awstest.Start(t)
-	c := dynamodb.NewFromConfig(srv.Config())
+	c := dynamodb.NewFromConfig(shared.Config())
 	table := newTable(t, c)
 	st := open(t, c, table)
 	ctx := t.Context()
@@ -202,8 +215,7 @@ func TestTamperedItemIsRefused(t *testing.T) {
 // index entry that still says "pending" for a grant that moved on is dropped.
 func TestStaleIndexEntryIsFilteredOut(t *testing.T) {
 	t.Parallel()
-	srv := awstest.Start(t)
-	c := dynamodb.NewFromConfig(srv.Config())
+	c := dynamodb.NewFromConfig(shared.Config())
 	table := newTable(t, c)
 	st := open(t, c, table)
 	ctx := t.Context()
@@ -249,8 +261,7 @@ func (l *laggingIndex) Query(ctx context.Context, in *dynamodb.QueryInput, _ ...
 // the compare-and-swap gets ErrConflict and its change is not written.
 func TestConflictSurfacesWhenRetriesRunOut(t *testing.T) {
 	t.Parallel()
-	srv := awstest.Start(t)
-	c := dynamodb.NewFromConfig(srv.Config())
+	c := dynamodb.NewFromConfig(shared.Config())
 	table := newTable(t, c)
 	st := open(t, c, table, func(cfg *dynamo.Config) { cfg.MaxAttempts = 1 })
 	other := open(t, c, table)
@@ -276,8 +287,7 @@ func TestConflictSurfacesWhenRetriesRunOut(t *testing.T) {
 
 func TestMissingTableIsNamed(t *testing.T) {
 	t.Parallel()
-	srv := awstest.Start(t)
-	st := open(t, dynamodb.NewFromConfig(srv.Config()), "no-such-table")
+	st := open(t, dynamodb.NewFromConfig(shared.Config()), "no-such-table")
 	_, err := st.Get(t.Context(), grant.NewID())
 	if err == nil || !strings.Contains(err.Error(), "table no-such-table (or its index) does not exist") {
 		t.Errorf("Get on a missing table: %v", err)
