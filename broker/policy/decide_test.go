@@ -210,7 +210,7 @@ func containsReason(rs []string, want string) bool {
 const semantics = `version: 1
 targets:
   - {name: a, kind: postgres, address: 127.0.0.1:5432, database: a, credentials: {source: local, admin_dsn: env:X, read_role: r, write_role: w, admin_role: ad}}
-  - {name: b, kind: ssh, address: 127.0.0.1:22}
+  - {name: b, kind: ssh, address: 127.0.0.1:22, user: deploy, known_hosts: ["127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]}
 rules:
   - name: read-a
     when: '"readers" in identity.groups'

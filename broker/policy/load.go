@@ -246,7 +246,7 @@ var (
 // (its other errors are in l.errs).
 func (l *loader) target(n *yaml.Node) (Target, bool) {
 	f := l.mapping(n, "target", "name", "description", "kind", "address", "database",
-		"credentials", "masking", "guard")
+		"credentials", "masking", "guard", "user", "known_hosts", "commands")
 	if f == nil {
 		return Target{}, false
 	}
@@ -307,6 +307,28 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 			}
 		}
 	}
+	if t.Protocol == spec.SSH {
+		t.User, _ = l.required(f, "user", what)
+		t.KnownHosts, _ = l.strList(f, "known_hosts", what)
+		if len(t.KnownHosts) == 0 {
+			l.errAt(n, "%s: known_hosts is required for an ssh target (the proxy never skips host key checks)", what)
+		}
+		if cn := f.vals["commands"]; cn != nil {
+			if cf := l.mapping(cn, what+" commands", "allow", "deny", "interactive", "file_transfer", "port_forwarding"); cf != nil {
+				t.Commands.Allow, _ = l.strList(cf, "allow", what+" commands")
+				t.Commands.Deny, _ = l.strList(cf, "deny", what+" commands")
+				t.Commands.Interactive, _ = l.boolean(cf, "interactive", what+" commands")
+				t.Commands.FileTransfer, _ = l.boolean(cf, "file_transfer", what+" commands")
+				t.Commands.PortForwarding, _ = l.boolean(cf, "port_forwarding", what+" commands")
+			}
+		}
+	} else {
+		for _, k := range []string{"user", "known_hosts", "commands"} {
+			if f.has(k) {
+				l.errAt(f.vals[k], "%s: %s is only for ssh targets", what, k)
+			}
+		}
+	}
 	if gn := f.vals["guard"]; gn != nil {
 		if gf := l.mapping(gn, what+" guard", "deny_functions", "allow_functions", "deny_kinds", "allow_kinds"); gf != nil {
 			t.Guard.DenyFunctions, _ = l.strList(gf, "deny_functions", what+" guard")
@@ -321,7 +343,7 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) TargetCredentials {
 	var c TargetCredentials
 	w := what + " credentials"
-	f := l.mapping(n, w, "source", "admin_dsn", "read_role", "write_role", "admin_role", "vault_mount", "vault_roles")
+	f := l.mapping(n, w, "source", "admin_dsn", "read_role", "write_role", "admin_role", "vault_mount", "vault_roles", "ca_key")
 	if f == nil {
 		return c
 	}
@@ -341,6 +363,13 @@ func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) Tar
 	c.WriteRole, _ = l.str(f, "write_role", w)
 	c.AdminRole, _ = l.str(f, "admin_role", w)
 	c.VaultMount, _ = l.str(f, "vault_mount", w)
+	c.CAKey, _ = l.str(f, "ca_key", w)
+	if c.CAKey != "" && proto != spec.SSH {
+		l.errAt(f.vals["ca_key"], "%s: ca_key is only for ssh targets", w)
+	}
+	if proto == spec.SSH && c.Source == SourceLocal && c.CAKey == "" {
+		l.errAt(n, "%s: ca_key (file:PATH or env:NAME) is required for an ssh target with source local", w)
+	}
 	if vn := f.vals["vault_roles"]; vn != nil {
 		if vf := l.mapping(vn, w+" vault_roles", "read", "write", "admin"); vf != nil {
 			c.VaultRoles = map[string]string{}

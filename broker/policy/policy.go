@@ -144,6 +144,9 @@ type TargetCredentials struct {
 	VaultMount string
 	// VaultRoles maps an access level ("read", "write", "admin") to a Vault role.
 	VaultRoles map[string]string
+	// CAKey is the embedded SSH CA's private key reference ("file:PATH" or
+	// "env:NAME"), resolved by the caller (ssh targets, source local).
+	CAKey string
 }
 
 // Role returns the role (local) or Vault role (vault) for access a, or "".
@@ -193,11 +196,18 @@ type Target struct {
 	Credentials TargetCredentials
 	Masking     Masking
 	Guard       Guard
+	// User is the login on an SSH target (the certificate's principal).
+	User string
+	// KnownHosts are known_hosts lines the SSH target's host key must match.
+	KnownHosts []string
+	// Commands is the command policy of SSH targets.
+	Commands spec.Commands
 }
 
 // SpecTarget returns the target as the proxy sees it.
 func (t *Target) SpecTarget() spec.Target {
-	return spec.Target{Name: t.Name, Protocol: t.Protocol, Address: t.Address, Database: t.Database}
+	return spec.Target{Name: t.Name, Protocol: t.Protocol, Address: t.Address, Database: t.Database,
+		User: t.User, KnownHosts: slices.Clone(t.KnownHosts)}
 }
 
 // SpecMask returns the target's masking settings for a grant (the caller
@@ -218,6 +228,7 @@ func (t *Target) SpecGuard(a spec.Access) spec.Guard {
 		AllowFunctions: slices.Clone(t.Guard.AllowFunctions),
 		DenyKinds:      slices.Clone(t.Guard.DenyKinds),
 		AllowKinds:     slices.Clone(t.Guard.AllowKinds),
+		Commands:       t.Commands,
 	}
 }
 
