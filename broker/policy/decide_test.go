@@ -394,7 +394,7 @@ func TestLoadErrors(t *testing.T) {
 // CEL positions map into the file for every scalar style.
 func TestCELPositions(t *testing.T) {
 	t.Parallel()
-	head := "version: 1\ntargets: [{name: t, kind: ssh, address: '127.0.0.1:22'}]\nrules:\n  - name: r\n    targets: [t]\n    access: read\n"
+	head := "version: 1\ntargets: [{name: t, kind: http, address: '127.0.0.1:80'}]\nrules:\n  - name: r\n    targets: [t]\n    access: read\n"
 	cases := []struct{ name, when, want string }{
 		{"plain", "    when: identity.nope == 1\n", "c.yaml:7:19: rule \"r\": when: undefined field 'nope'"},
 		{"single quoted", "    when: 'x == 1'\n", "c.yaml:7:12: rule \"r\": when: undeclared reference to 'x'"},
