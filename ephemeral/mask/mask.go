@@ -180,7 +180,8 @@ func partMatch(rule, v string) bool {
 }
 
 // Counts returns how many values were masked, by detector name, plus "column" for
-// whole values redacted by a column rule or an unknown lineage.
+// whole values redacted by a column rule or an unknown lineage and for texts replaced
+// by TextFor.
 func (m *Masker) Counts() map[string]uint64 {
 	out := map[string]uint64{"column": m.columnCnt.Load()}
 	for _, d := range m.detectors {
