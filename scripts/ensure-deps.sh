@@ -36,4 +36,23 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   echo "ensure-deps: the postgres user is missing (the postgresql-15 package creates it)" >&2
   exit 1
 fi
+# The Lambda Runtime Interface Emulator runs the functions/ binaries in tests
+# (test/lambdatest). Pinned: the emulator publishes no semver tags. Never run
+# `aws-lambda-rie --help`: it hangs.
+RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d
+have_rie() {
+  command -v aws-lambda-rie >/dev/null && return 0
+  local gobin
+  gobin=$(go env GOBIN); [ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+  [ -x "$gobin/aws-lambda-rie" ]
+}
+if [ "$what" = test ] && command -v go >/dev/null && ! have_rie; then
+  echo "ensure-deps: installing aws-lambda-rie@$RIE_VERSION" >&2
+  go install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_VERSION"
+fi
+if [ "$what" = test ] && ! command -v moto_server >/dev/null; then
+  echo "ensure-deps: moto_server (Python moto 5.x) is missing; install it with: pip install 'moto[server]>=5,<6'" >&2
+  exit 1
+fi
+
 echo "ensure-deps: ok ($what)" >&2
