@@ -289,6 +289,28 @@ func (a *analyser) visit(msg proto.Message, planOnly bool) bool {
 		}
 	case *pg_query.RangeVar:
 		a.addTable(n)
+		if reason, ok := sensitiveRelations[n.Relname]; ok && (n.Schemaname == "" || n.Schemaname == "pg_catalog") {
+			a.add(ClassForbidden, "reads "+n.Relname+" ("+reason+")", "")
+		}
+	case *pg_query.ObjectWithArgs:
+		a.namesFunction(n.Objname)
+	case *pg_query.CreateFunctionStmt:
+		a.namesFunction(n.Funcname)
+	case *pg_query.CreateTrigStmt:
+		a.namesFunction(n.Funcname)
+	case *pg_query.CreateEventTrigStmt:
+		a.namesFunction(n.Funcname)
+	case *pg_query.DefineStmt:
+		for _, d := range n.Definition {
+			if de := d.GetDefElem(); de != nil && de.Arg != nil {
+				switch {
+				case de.Arg.GetTypeName() != nil:
+					a.namesFunction(de.Arg.GetTypeName().Names)
+				case de.Arg.GetList() != nil:
+					a.namesFunction(de.Arg.GetList().Items)
+				}
+			}
+		}
 	case *pg_query.CommonTableExpr:
 		a.ctes[n.Ctename] = true
 	case *pg_query.InsertStmt:
@@ -348,6 +370,32 @@ func (a *analyser) visit(msg proto.Message, planOnly bool) bool {
 		}
 	}
 	return true
+}
+
+// namesFunction forbids DDL that names a dangerous function: renaming it,
+// granting it, binding it to a cast, operator, aggregate or trigger, or
+// defining a function under its name would let a later, innocent-looking
+// statement call it.
+func (a *analyser) namesFunction(parts []*pg_query.Node) {
+	schema, name := funcName(parts)
+	if name == "" {
+		return
+	}
+	if f, ok := a.rules.judge(schema, name); ok && f.class == ClassForbidden {
+		a.add(ClassForbidden, "names a dangerous function: "+strings.TrimPrefix(f.reason, "calls "), "")
+	}
+}
+
+// sensitiveRelations are catalogs that expose credentials or server files.
+// Default privileges already keep them from ordinary roles; the guard
+// refuses them too.
+var sensitiveRelations = map[string]string{
+	"pg_authid":              "password hashes",
+	"pg_shadow":              "password hashes",
+	"pg_user_mappings":       "foreign-server credentials",
+	"pg_hba_file_rules":      "server configuration files",
+	"pg_ident_file_mappings": "server configuration files",
+	"pg_file_settings":       "server configuration files",
 }
 
 // subBody analyses the body of a PREPARE or DECLARE, merges its findings

@@ -51,7 +51,12 @@
 // schema_to_xml*, database_to_xml*, ts_stat, replication-slot and backup
 // functions (see functions.go). Function names match case-insensitively and
 // whether or not they are schema-qualified; U&"..." spellings are decoded by
-// the parser first. current_setting is fine.
+// the parser first. current_setting is fine. DDL that names a dangerous
+// function (ALTER FUNCTION ... RENAME, GRANT EXECUTE, CREATE CAST/OPERATOR/
+// AGGREGATE/TRIGGER bound to it, a new function under its name) is forbidden
+// too, since a later innocent-looking statement would call it, and so are
+// reads of pg_authid, pg_shadow, pg_user_mappings, pg_hba_file_rules,
+// pg_ident_file_mappings and pg_file_settings.
 //
 // EXPLAIN ANALYZE is judged as the statement it runs. PREPARE is judged by its
 // body; EXECUTE by the body its Session recorded (without a Session, or for a
