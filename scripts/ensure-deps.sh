@@ -10,6 +10,9 @@ have_bin() { ls $1 >/dev/null 2>&1; }
 have_bin '/usr/lib/postgresql/*/bin/initdb' || need_pkgs+=(postgresql-15)
 command -v psql >/dev/null    || need_pkgs+=(postgresql-client-15)
 command -v pgbench >/dev/null || need_pkgs+=(postgresql-contrib)
+# SSH tests run a real sshd (test/sshtest) and the real ssh client.
+have_bin /usr/sbin/sshd       || need_pkgs+=(openssh-server)
+command -v ssh >/dev/null     || need_pkgs+=(openssh-client)
 if [ "$what" = bench ]; then
   command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
 fi
