@@ -78,8 +78,8 @@ type Server struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	log    *bytes.Buffer
-	logM *sync.Mutex
-	once sync.Once
+	logM   *sync.Mutex
+	once   sync.Once
 }
 
 // SSHD finds the sshd binary.
