@@ -167,9 +167,16 @@ func (g *Guard) lookup(sql string) *entry {
 	g.parses.Add(1)
 	e := &entry{}
 	e.stmts, e.err = analyse(sql, g.rules)
-	if e.err != nil {
+	switch {
+	case errors.Is(e.err, ErrEmpty):
+		// No statement at all (whitespace, comments, ";"): PostgreSQL runs
+		// nothing and answers EmptyQueryResponse. Clients ping this way
+		// (pgx sends "-- ping"), so it is allowed; Classify still reports
+		// ErrEmpty, so an exec grant cannot be requested for nothing.
+		e.verdict = Verdict{Allowed: true, Classification: Classification{Class: ClassRead}}
+	case e.err != nil:
 		e.verdict = Verdict{Reason: "cannot parse SQL: " + strings.TrimPrefix(e.err.Error(), "guard: ")}
-	} else {
+	default:
 		e.verdict = g.judge(e.stmts, nil)
 		for i := range e.stmts {
 			if e.stmts[i].eff != effNone || e.stmts[i].hasExec || e.stmts[i].hasFetch {
