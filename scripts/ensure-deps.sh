@@ -13,6 +13,10 @@ command -v pgbench >/dev/null || need_pkgs+=(postgresql-contrib)
 # SSH tests run a real sshd (test/sshtest) and the real ssh client.
 have_bin /usr/sbin/sshd       || need_pkgs+=(openssh-server)
 command -v ssh >/dev/null     || need_pkgs+=(openssh-client)
+# test/browser drives the approval page in headless Chromium (Debian's chromium).
+if [ "$what" = test ]; then
+  [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+fi
 if [ "$what" = bench ]; then
   command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
 fi
