@@ -1,0 +1,181 @@
+package ssh
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/jitgate/jitgate/ephemeral/mask"
+)
+
+const (
+	// maskWindow is the look-ahead and look-behind the stream masker keeps: a
+	// secret up to this long is masked even when it arrives split across reads.
+	maskWindow = 8 << 10
+	// maskMaxHold bounds how much output is held back while no clean cut
+	// point is found; beyond it the held output is masked and sent as is.
+	maskMaxHold = 1 << 20
+)
+
+// maskWriter masks a byte stream with a carry-over window. Output is held back
+// until at least maskWindow bytes follow it (or the stream ends, or it has
+// been idle for the flush delay, so prompts and slow output still arrive), and
+// is masked together with maskWindow bytes of what came before: a detector
+// sees every secret of up to maskWindow bytes whole. A secret split by an idle
+// pause longer than the flush delay is masked only if each part is
+// recognisable on its own.
+type maskWriter struct {
+	mu    sync.Mutex
+	m     *mask.Masker
+	out   func([]byte) error
+	delay time.Duration
+	timer *time.Timer
+	hist  []byte // already sent, kept as context
+	pend  []byte // not sent yet
+	err   error
+	done  bool
+}
+
+func newMaskWriter(m *mask.Masker, delay time.Duration, out func([]byte) error) *maskWriter {
+	if m != nil && !m.Enabled() {
+		m = nil
+	}
+	return &maskWriter{m: m, out: out, delay: delay}
+}
+
+func (w *maskWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.m == nil {
+		if err := w.out(p); err != nil {
+			w.err = err
+			return 0, err
+		}
+		return len(p), nil
+	}
+	w.pend = append(w.pend, p...)
+	if err := w.drain(false); err != nil {
+		return 0, err
+	}
+	if len(w.pend) > 0 && !w.done {
+		if w.timer == nil {
+			w.timer = time.AfterFunc(w.delay, w.idle)
+		} else {
+			w.timer.Reset(w.delay)
+		}
+	}
+	return len(p), nil
+}
+
+func (w *maskWriter) idle() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil && !w.done {
+		_ = w.drain(true)
+	}
+}
+
+// Close sends everything held back.
+func (w *maskWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	if w.done {
+		return w.err
+	}
+	w.done = true
+	if w.err == nil && w.m != nil {
+		_ = w.drain(true)
+	}
+	return w.err
+}
+
+func (w *maskWriter) emit(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if err := w.out(b); err != nil {
+		w.err = err
+	}
+	return w.err
+}
+
+func sameSlice(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// drain sends what can be sent. final sends everything.
+func (w *maskWriter) drain(final bool) error {
+	if len(w.pend) == 0 {
+		return nil
+	}
+	hl := len(w.hist)
+	buf := make([]byte, 0, hl+len(w.pend))
+	buf = append(append(buf, w.hist...), w.pend...)
+	end := len(buf) - maskWindow
+	if final {
+		end = len(buf)
+	}
+	if end <= hl {
+		return nil
+	}
+	m := w.m.Text(buf)
+	if sameSlice(m, buf) { // nothing to mask anywhere in view
+		if err := w.emit(buf[hl:end]); err != nil {
+			return err
+		}
+		w.advance(buf, end)
+		return nil
+	}
+	tl := w.m.Text(buf[:hl])
+	// Try the farthest cut first, then line and word boundaries before it.
+	cuts := []int{end}
+	if !final {
+		if i := bytes.LastIndexByte(buf[hl:end], '\n'); i >= 0 {
+			cuts = append(cuts, hl+i+1)
+		}
+		if i := bytes.LastIndexAny(buf[hl:end], " \t"); i >= 0 {
+			cuts = append(cuts, hl+i+1)
+		}
+	}
+	for _, cut := range cuts {
+		a := m
+		if cut != len(buf) {
+			a = w.m.Text(buf[:cut])
+		}
+		if bytes.HasPrefix(m, a) && bytes.HasPrefix(a, tl) {
+			if err := w.emit(a[len(tl):]); err != nil {
+				return err
+			}
+			w.advance(buf, cut)
+			return nil
+		}
+	}
+	if final || len(w.pend) > maskMaxHold {
+		var err error
+		if bytes.HasPrefix(m, tl) {
+			err = w.emit(m[len(tl):])
+		} else {
+			err = w.emit(w.m.Text(w.pend))
+		}
+		if err != nil {
+			return err
+		}
+		w.advance(buf, len(buf))
+	}
+	return nil
+}
+
+func (w *maskWriter) advance(buf []byte, cut int) {
+	sent := buf[:cut]
+	if len(sent) > maskWindow {
+		sent = sent[len(sent)-maskWindow:]
+	}
+	w.hist = append(w.hist[:0], sent...)
+	w.pend = append(w.pend[:0], buf[cut:]...)
+}
