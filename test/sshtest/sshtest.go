@@ -54,6 +54,9 @@ type Config struct {
 	AllowTCPForwarding bool
 	// ExtraConfig lines are appended to sshd_config.
 	ExtraConfig []string
+	// HostCA, when set, certifies the host key (sshd HostCertificate), and
+	// Server.KnownHostsCA is an @cert-authority line for it.
+	HostCA ssh.Signer
 }
 
 // Server is a running sshd.
@@ -70,6 +73,9 @@ type Server struct {
 	HostKey ssh.PublicKey
 	// KnownHosts is a known_hosts line for HostKey at Addr.
 	KnownHosts string
+	// KnownHostsCA is an @cert-authority known_hosts line for Config.HostCA
+	// (empty without one).
+	KnownHostsCA string
 	// RevokedKeysFile is sshd's RevokedKeys file (starts empty).
 	RevokedKeysFile string
 	// Dir holds the config, keys and log.
@@ -203,6 +209,19 @@ func StartServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.HostKey = signer.PublicKey()
+	var hostCertConf []string
+	if cfg.HostCA != nil {
+		cert := &ssh.Certificate{Key: s.HostKey, CertType: ssh.HostCert, KeyId: "sshtest host",
+			ValidPrincipals: []string{"127.0.0.1"}, ValidBefore: ssh.CertTimeInfinity}
+		if err := cert.SignCert(rand.Reader, cfg.HostCA); err != nil {
+			return nil, fmt.Errorf("sshtest: host certificate: %w", err)
+		}
+		p := hostKeyPath + "-cert.pub"
+		if err := os.WriteFile(p, ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+			return nil, err
+		}
+		hostCertConf = []string{"HostCertificate " + p}
+	}
 	caPath := filepath.Join(dir, "trusted_user_ca_keys")
 	var ca bytes.Buffer
 	for _, k := range cfg.TrustedUserCAKeys {
@@ -265,6 +284,7 @@ func StartServer(cfg Config) (*Server, error) {
 			"LogLevel VERBOSE",
 			"Subsystem sftp internal-sftp",
 		}
+		conf = append(conf, hostCertConf...)
 		conf = append(conf, cfg.ExtraConfig...)
 		confPath := filepath.Join(dir, "sshd_config")
 		if err := os.WriteFile(confPath, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
@@ -301,6 +321,9 @@ func StartServer(cfg Config) (*Server, error) {
 			continue
 		}
 		s.KnownHosts = knownhosts.Line([]string{s.Addr}, s.HostKey)
+		if cfg.HostCA != nil {
+			s.KnownHostsCA = "@cert-authority " + knownhosts.Line([]string{s.Addr}, cfg.HostCA.PublicKey())
+		}
 		return s, nil
 	}
 	os.RemoveAll(dir)
