@@ -58,7 +58,7 @@ rules:
     when: '"ai-agents" in identity.groups'
     targets: [prod-db]
     access: write
-    approval: {approvers: {groups: [dba]}, quorum: 2, timeout: 15m}
+    approval: {approvers: {groups: [dba]}, quorum: 2, timeout: 15m, covers_next: 2, explain: true}
 `
 
 const insert = "INSERT INTO orders (user_id, item, amount) VALUES (1, 'slide rule', 3.50)"
@@ -156,12 +156,20 @@ func newService(t *testing.T, c *clock) *broker.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := broker.New(broker.Config{Policy: p, Store: st, Audit: al, Sources: sources, Launcher: ln, RecordDir: dir, Now: c.Now})
+	svc, err := broker.New(broker.Config{Policy: p, Store: st, Audit: al, Sources: sources, Launcher: ln, RecordDir: dir, Now: c.Now,
+		Explainer: fixedEstimate(3)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
 	return svc
+}
+
+// fixedEstimate stands in for EXPLAIN against the target.
+type fixedEstimate float64
+
+func (f fixedEstimate) Explain(context.Context, string, string) (float64, error) {
+	return float64(f), nil
 }
 
 // ident is an identity as the Verifier makes it from the dev issuer's token.
@@ -323,6 +331,9 @@ func TestApproveThroughThePage(t *testing.T) {
 	if strings.Contains(p.body, "nothing-pending") {
 		t.Error("index says nothing is pending")
 	}
+	if strings.Contains(p.body, "Rows affected") || strings.Contains(p.body, "covers-next") {
+		t.Error("index shows an estimate or coverage the rule did not ask for")
+	}
 	d := b.get(e.ui + "/grants/" + g.ID)
 	if d.status != 200 {
 		t.Fatalf("detail: %d\n%s", d.status, d.body)
@@ -467,6 +478,10 @@ func TestQuorumOfTwo(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	g := e.request("prod-db", "DELETE FROM orders WHERE id = 4", "")
+	// The rule asks for EXPLAIN and lets the approval cover the next two.
+	b := e.browser()
+	p := b.signIn(e.ui+"/", "carol", "dba")
+	wantIn(t, "index", p.body, "0 of 2 approvals", "about 3 rows (EXPLAIN, not executed)", "the next 2 identical ones")
 	for i, who := range []string{"alice", "bob"} {
 		b := e.browser()
 		b.signIn(e.ui+"/grants/"+g.ID, who, "dba")

@@ -90,6 +90,12 @@ type grantView struct {
 	Quorum, Approved                     int
 	Approvals                            []approvalView
 	Error                                string
+	// Estimate is PostgreSQL's row estimate for a write ("" when the rule
+	// did not ask for one); CoversNext and CoveredBy describe approvals that
+	// cover later identical statements.
+	Estimate   string
+	CoversNext int
+	CoveredBy  string
 	// Own: the viewer requested it. CanDecide: pending, not own, not yet
 	// decided by the viewer. The Service enforces both anyway.
 	Own, CanDecide bool
@@ -155,6 +161,13 @@ func (u *ui) view(g *grant.Grant, s *session) grantView {
 	if g.TTL > 0 {
 		v.TTL = g.TTL.String()
 	}
+	switch {
+	case g.EstimatedRows < 0:
+		v.Estimate = "unknown (EXPLAIN failed)"
+	case g.EstimatedRows > 0:
+		v.Estimate = fmt.Sprintf("about %.0f rows (EXPLAIN, not executed)", g.EstimatedRows)
+	}
+	v.CoversNext, v.CoveredBy = g.CoversNext, g.CoveredBy
 	v.PRURL, v.PRLabel = pullRequest(g.Claims)
 	v.Repository, _ = g.Claims["repository"].(string)
 	v.Ref, _ = g.Claims["ref"].(string)

@@ -81,14 +81,20 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	defer st.Close()
+	ui, err := st.approvalUI(iss.URL(), devAudience, base+"/ui")
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", iss.Handler()))
+	mux.Handle("/ui/", ui)
 	mux.Handle("/", st.handler)
 	go st.svc.RunSweeper(ctx, 2*time.Second)
 	log.Warn("DEV ONLY: the embedded OIDC issuer mints tokens for anyone on this machine; never expose jitgate dev", "issuer", iss.URL())
 	fmt.Fprintf(os.Stderr, "jitgate dev: broker listening on %s (data in %s)\n", base, cmd.String("data-dir"))
 	fmt.Fprintf(os.Stderr, "  export JITGATE_BROKER=%s\n", base)
 	fmt.Fprintf(os.Stderr, "  export JITGATE_TOKEN=$(jitgate dev token --sub agent-1 --groups ai-agents)\n")
+	fmt.Fprintf(os.Stderr, "  approval page: %s/ui/ (sign in through the DEV ONLY issuer, e.g. as alice in group dba)\n", base)
 	return serve(ctx, ln, mux)
 }
 
@@ -145,6 +151,9 @@ func brokerCommand() *cli.Command {
 				&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8700", Sources: cli.EnvVars("JITGATE_LISTEN")},
 				dataDirFlag(),
 				&cli.StringFlag{Name: "log-level", Value: "info"},
+				&cli.StringFlag{Name: "ui-client-id", Usage: "serve the approval page at /ui/, signing approvers in as this OIDC client (authorization code + PKCE)", Sources: cli.EnvVars("JITGATE_UI_CLIENT_ID")},
+				&cli.StringFlag{Name: "ui-issuer", Usage: "issuer URL approvers sign in with (default: the policy issuer whose audience is --ui-client-id)"},
+				&cli.StringFlag{Name: "ui-base-url", Usage: "external URL of the approval page, e.g. https://jitgate.example.com/ui (default http://LISTEN/ui, loopback only)", Sources: cli.EnvVars("JITGATE_UI_BASE_URL")},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				log, err := newLogger(cmd.String("log-level"))
@@ -160,10 +169,42 @@ func brokerCommand() *cli.Command {
 				if err != nil {
 					return cli.Exit(err.Error(), exitError)
 				}
+				h := st.handler
+				if id := cmd.String("ui-client-id"); id != "" {
+					base := cmd.String("ui-base-url")
+					if base == "" {
+						if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+							ln.Close()
+							return usageErr("--ui-base-url is required when the broker listens on %s (not loopback)", ln.Addr())
+						}
+						base = "http://" + ln.Addr().String() + "/ui"
+					}
+					ui, err := st.approvalUI(cmd.String("ui-issuer"), id, base)
+					if err != nil {
+						ln.Close()
+						return err
+					}
+					prefix := strings.TrimSuffix(mustPath(base), "/")
+					if prefix == "" {
+						ln.Close()
+						return usageErr("--ui-base-url %q needs a path such as /ui: the API is served at /", base)
+					}
+					mux := http.NewServeMux()
+					mux.Handle(prefix+"/", ui)
+					mux.Handle("/", st.handler)
+					h = mux
+					log.Info("approval page", "url", base+"/")
+				}
 				go st.svc.RunSweeper(ctx, 5*time.Second)
 				log.Info("broker listening", "addr", ln.Addr().String())
-				return serve(ctx, ln, st.handler)
+				return serve(ctx, ln, h)
 			},
 		}},
 	}
+}
+
+// mustPath returns the path of an URL approvalui.New has accepted.
+func mustPath(u string) string {
+	p, _ := url.Parse(u)
+	return p.Path
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/jitgate/jitgate/broker"
+	"github.com/jitgate/jitgate/broker/approvalui"
 	"github.com/jitgate/jitgate/broker/audit"
 	"github.com/jitgate/jitgate/broker/credentials"
 	"github.com/jitgate/jitgate/broker/credentials/local"
@@ -45,7 +46,12 @@ type stackConfig struct {
 type stack struct {
 	svc     *broker.Service
 	handler http.Handler
-	closers []func() error
+	// verifier is the API's token verifier; the approval page shares it.
+	verifier *identity.Verifier
+	issuers  []identity.IssuerConfig
+	dataDir  string
+	log      *slog.Logger
+	closers  []func() error
 }
 
 func (s *stack) Close() {
@@ -123,7 +129,54 @@ func buildStack(cfg stackConfig) (*stack, error) {
 		return fail(err)
 	}
 	st.handler = h
+	st.verifier, st.issuers, st.dataDir, st.log = verifier, append(p.IssuerConfigs(), cfg.ExtraIssuers...), cfg.DataDir, cfg.Logger
 	return st, nil
+}
+
+// approvalUI builds the approval web page (mounted at baseURL's path, e.g.
+// /ui/) for approvers who sign in at issuer with clientID. The cookie key is
+// kept in the data directory so sessions survive a restart.
+func (s *stack) approvalUI(issuer, clientID, baseURL string) (http.Handler, error) {
+	if issuer == "" {
+		for _, ic := range s.issuers {
+			if ic.Audience == clientID {
+				if issuer != "" {
+					return nil, usageErr("--ui-client-id %q is the audience of several issuers; name one with --ui-issuer", clientID)
+				}
+				issuer = ic.Issuer
+			}
+		}
+		if issuer == "" {
+			return nil, usageErr("no issuer in the policy has audience %q; set --ui-issuer", clientID)
+		}
+	}
+	trusted := false
+	for _, ic := range s.issuers {
+		trusted = trusted || (ic.Issuer == issuer && ic.Audience == clientID)
+	}
+	if !trusted {
+		return nil, usageErr("--ui-issuer %q with audience %q is not an issuer of the policy: approvers' tokens would not verify", issuer, clientID)
+	}
+	key, err := loadOrCreateKey(filepath.Join(s.dataDir, "ui-cookie.key"))
+	if err != nil {
+		return nil, err
+	}
+	return approvalui.New(approvalui.Config{Service: s.svc, Verifier: s.verifier, IssuerURL: issuer, ClientID: clientID,
+		BaseURL: baseURL, CookieKey: key, Logger: s.log})
+}
+
+func loadOrCreateKey(p string) ([]byte, error) {
+	if b, err := os.ReadFile(p); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", p, err)
+	}
+	return b, nil
 }
 
 // maskKey loads or creates the per-deployment key of the "token" mask style.
