@@ -1,52 +1,91 @@
-// Package record writes the session recording of one grant: the last step inside the
-// ephemeral proxy before upload (engine → guard → mask → record → upload).
+// Package record writes and reads the session recording of one grant: the last
+// step inside the ephemeral proxy before upload (engine → guard → mask → record →
+// upload).
 //
-// Recording v1 is JSON Lines in a local directory, one file per grant,
-// <dir>/<grant id>.jsonl, mode 0600. The first line is the Header; every following
-// line is one Event. Open writes the header and a "started" event and fsyncs the file
-// before it returns, so nothing the proxy relays can run unrecorded; Close writes
-// "ended", flushes and fsyncs.
+// # Format v2 (written by this package)
 //
-// A Recorder is safe for concurrent use by the connections of one session. Writes are
-// buffered; the first write error is sticky, so the engine can end the session (fail
-// closed) as soon as the recording cannot be kept. Rows are recorded after masking: a
-// recording never holds what the client was not allowed to see.
+// A recording is one append-only file, <dir>/<grant id>.jgr, mode 0600:
 //
-//	rec, err := record.Open(dir, record.Header{GrantID: g.ID, Identity: g.Identity, ...})
+//	"jitgate-recording/v2\n"          magic
+//	frame 'H'  header (JSON Header)   exactly once, first
+//	frame 'C'  chunk 0                zstd-compressed JSON Lines events
+//	frame 'S'  seal 0                 JSON {"seal": SealBody, "sig": base64 Ed25519}
+//	frame 'C'  chunk 1
+//	frame 'S'  seal 1
+//	...                               the last seal has "final": true
+//
+// A frame is a kind byte, a big-endian uint32 length and that many bytes. Each
+// seal names its chunk's index, SHA-256, compressed and raw size, event count,
+// first and last event time, and the chain hash of the previous seal ("prev";
+// for chunk 0 the SHA-256 of the magic and header frame). The chain hash of a
+// seal is the SHA-256 of its exact body bytes, so every seal commits to the
+// header and to every chunk before it: the seals are the manifest, and each one
+// is a signed manifest head. The signature covers SealDomain followed by the
+// body bytes, made by a Signer (a key file in dev; KMS or Vault transit behind
+// the same interface in production).
+//
+// Events are buffered into a chunk of ChunkBytes (or FlushInterval's worth,
+// whichever comes first); a background goroutine compresses, hashes, signs and
+// appends it, so Write (the proxy's hot path) only encodes JSON into memory. A
+// proxy killed mid-session leaves every sealed chunk intact and verifiable and no
+// final seal: Verify reports the missing end. At most FlushInterval of events
+// plus one unsealed chunk are lost.
+//
+// Open/Create write the header and a chunk holding the "started" event, signed
+// and fsynced, before returning, so nothing the proxy relays runs unrecorded, and
+// a recording that cannot be written refuses the session. Close writes "ended"
+// into the final chunk, flushes and fsyncs.
+//
+// MaxBytes caps the raw event bytes of one recording: the event that would pass
+// it is replaced by a "truncated" event, the recording is sealed, and every later
+// Write fails with ErrTruncated so the engine ends the session (nothing runs
+// unrecorded). One event is trimmed to MaxEventBytes (rows first, then long
+// texts), and marked Trimmed. Memory is bounded by ChunkBytes times
+// (MaxPendingChunks+1); disk by MaxBytes.
+//
+// A Recorder is safe for concurrent use by the connections of one session. The
+// first error is sticky, so the engine can end the session (fail closed) as soon
+// as the recording cannot be kept. Rows are recorded after masking: a recording
+// never holds what the client was not allowed to see.
+//
+//	rec, err := record.Create(ctx, record.Config{Dir: spool, Header: record.Header{GrantID: g.ID, ...}, Signer: signer})
 //	if err != nil { /* refuse the session */ }
 //	defer rec.Close()
 //	if err := rec.Write(record.Event{Type: record.Query, Conn: 1, Statement: sql}); err != nil { /* end session */ }
+//
+// After Close the session uploads the file to a Sink (UploadRetry); what cannot
+// be uploaded stays in the spool directory, and FlushSpool retries it later
+// (the broker's sweeper, `jitgate recordings flush`). Verify checks a recording
+// offline; ReadFile reads its events (v1 JSON Lines files too).
 package record
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 )
 
 // Format is the recording format written by this package, stamped into every header.
-const Format = "jitgate-recording/v1"
+const Format = "jitgate-recording/v2"
+
+// FormatV1 is the earlier plain JSON Lines format (<grant id>.jsonl), still read by ReadFile.
+const FormatV1 = "jitgate-recording/v1"
+
+// Ext is the file name extension of a v2 recording.
+const Ext = ".jgr"
 
 // MaxRowsPerEvent is the number of rows a producer should put into one "rows" event
 // (the engine caps each statement's recorded rows at this and records the total in
 // RowCount). Write enforces it by truncating longer row lists.
 const MaxRowsPerEvent = 1000
 
-// flushEvery bounds how long buffered events may stay in memory (and how late a disk
-// error is noticed) while a session is busy.
-const flushEvery = time.Second
+var (
+	// ErrClosed is returned by Write after Close.
+	ErrClosed = errors.New("record: recorder closed")
+	// ErrTruncated is returned by Write once the recording reached its size cap.
+	ErrTruncated = errors.New("record: recording size cap reached")
+)
 
-// ErrClosed is returned by Write after Close.
-var ErrClosed = errors.New("record: recorder closed")
-
-// Header is the first line of a recording.
+// Header is the first record of a recording.
 type Header struct {
 	// Format is set by Open to the package's Format.
 	Format   string `json:"format"`
@@ -59,6 +98,12 @@ type Header struct {
 	Version string    `json:"version,omitempty"`
 	Mode    string    `json:"mode"`
 	Started time.Time `json:"started"`
+	// Compression of the chunks (v2): "zstd".
+	Compression string `json:"compression,omitempty"`
+	// KeyID names the signing key (KeyID of its public key); empty when unsigned (v2).
+	KeyID string `json:"key_id,omitempty"`
+	// MaxBytes is the size cap the recording was written under (v2).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 }
 
 // EventType names what an Event records. It is a closed set.
@@ -84,11 +129,14 @@ const (
 	Error EventType = "error"
 	// Notice is a NoticeResponse or NotificationResponse (masked).
 	Notice EventType = "notice"
-	Ended  EventType = "ended"
+	// Truncated marks where the recording reached its size cap; Reason says so.
+	// Nothing after it but "ended" is recorded, and the session is ended.
+	Truncated EventType = "truncated"
+	Ended     EventType = "ended"
 )
 
 var eventTypes = map[EventType]bool{Started: true, Query: true, Parse: true, Bind: true, Execute: true,
-	Verdict: true, Rows: true, Result: true, Error: true, Notice: true, Ended: true}
+	Verdict: true, Rows: true, Result: true, Error: true, Notice: true, Truncated: true, Ended: true}
 
 // Valid reports whether t is one of the known event types.
 func (t EventType) Valid() bool { return eventTypes[t] }
@@ -112,217 +160,6 @@ type Event struct {
 	RowCount int64  `json:"row_count,omitempty"`
 	Tag      string `json:"tag,omitempty"`
 	Error    string `json:"error,omitempty"`
-}
-
-// Recorder appends events to one recording file.
-type Recorder struct {
-	path string
-	now  func() time.Time
-
-	mu        sync.Mutex
-	f         *os.File
-	w         *bufio.Writer
-	enc       *json.Encoder
-	err       error // first write error, sticky
-	closed    bool
-	lastFlush time.Time
-}
-
-// Open creates <dir>/<h.GrantID>.jsonl (it must not exist), writes the header and a
-// "started" event, and fsyncs before returning. A zero h.Started is set to now.
-func Open(dir string, h Header) (*Recorder, error) {
-	if dir == "" {
-		return nil, fmt.Errorf("record: open: no directory")
-	}
-	if h.GrantID == "" || strings.ContainsAny(h.GrantID, `/\`) || h.GrantID == "." || h.GrantID == ".." ||
-		strings.ContainsRune(h.GrantID, 0) {
-		return nil, fmt.Errorf("record: open: unusable grant id %q", h.GrantID)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("record: open: %w", err)
-	}
-	path := filepath.Join(dir, h.GrantID+".jsonl")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("record: open: %w", err)
-	}
-	r := &Recorder{path: path, now: time.Now, f: f}
-	r.w = bufio.NewWriterSize(f, 64<<10)
-	r.enc = json.NewEncoder(r.w)
-	r.enc.SetEscapeHTML(false)
-	h.Format = Format
-	if h.Started.IsZero() {
-		h.Started = r.now()
-	}
-	h.Started = h.Started.UTC()
-	if err := r.enc.Encode(h); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("record: open: write header: %w", err)
-	}
-	if err := r.enc.Encode(Event{Time: h.Started, Type: Started}); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("record: open: write started: %w", err)
-	}
-	if err := r.w.Flush(); err == nil {
-		err = f.Sync()
-	}
-	if err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("record: open: sync: %w", err)
-	}
-	r.lastFlush = r.now()
-	return r, nil
-}
-
-// Path is the recording file.
-func (r *Recorder) Path() string { return r.path }
-
-// Write appends ev. A zero ev.Time is set to now. Rows beyond MaxRowsPerEvent are
-// dropped (RowCount keeps the real count). After the first error every Write returns
-// that error.
-func (r *Recorder) Write(ev Event) error {
-	if !ev.Type.Valid() {
-		return fmt.Errorf("record: write: unknown event type %q", ev.Type)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return r.err
-	}
-	if r.closed {
-		return ErrClosed
-	}
-	return r.writeLocked(ev)
-}
-
-func (r *Recorder) writeLocked(ev Event) error {
-	now := r.now()
-	if ev.Time.IsZero() {
-		ev.Time = now
-	}
-	ev.Time = ev.Time.UTC()
-	if int64(len(ev.Rows)) > ev.RowCount {
-		ev.RowCount = int64(len(ev.Rows))
-	}
-	if len(ev.Rows) > MaxRowsPerEvent {
-		ev.Rows = ev.Rows[:MaxRowsPerEvent]
-	}
-	if err := r.enc.Encode(ev); err != nil {
-		r.err = fmt.Errorf("record: write: %w", err)
-		return r.err
-	}
-	if now.Sub(r.lastFlush) >= flushEvery {
-		return r.flushLocked(now)
-	}
-	return nil
-}
-
-func (r *Recorder) flushLocked(now time.Time) error {
-	if err := r.w.Flush(); err != nil {
-		r.err = fmt.Errorf("record: flush: %w", err)
-		return r.err
-	}
-	r.lastFlush = now
-	return nil
-}
-
-// Flush writes buffered events to the file (without fsync).
-func (r *Recorder) Flush() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return r.err
-	}
-	if r.closed {
-		return ErrClosed
-	}
-	return r.flushLocked(r.now())
-}
-
-// Err returns the sticky write error, if any.
-func (r *Recorder) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
-}
-
-// Close writes the "ended" event, flushes, fsyncs and closes the file. It returns
-// the first error the recorder met, so a caller can tell a complete recording from
-// a broken one. Close is idempotent.
-func (r *Recorder) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return r.err
-	}
-	r.closed = true
-	if r.err == nil {
-		if err := r.enc.Encode(Event{Time: r.now().UTC(), Type: Ended}); err != nil {
-			r.err = fmt.Errorf("record: close: %w", err)
-		}
-	}
-	if r.err == nil {
-		if err := r.w.Flush(); err != nil {
-			r.err = fmt.Errorf("record: close: flush: %w", err)
-		}
-	}
-	if r.err == nil {
-		if err := r.f.Sync(); err != nil {
-			r.err = fmt.Errorf("record: close: sync: %w", err)
-		}
-	}
-	if err := r.f.Close(); err != nil && r.err == nil {
-		r.err = fmt.Errorf("record: close: %w", err)
-	}
-	return r.err
-}
-
-// ReadFile reads a whole recording. Unknown fields and unknown event types are
-// errors: a recording is evidence and is read strictly.
-func ReadFile(path string) (Header, []Event, error) {
-	var h Header
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return h, nil, fmt.Errorf("record: read: %w", err)
-	}
-	lines := bytes.Split(b, []byte("\n"))
-	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
-		lines = lines[:len(lines)-1]
-	}
-	if len(lines) == 0 {
-		return h, nil, fmt.Errorf("record: read %s: empty recording", path)
-	}
-	if err := decodeStrict(lines[0], &h); err != nil {
-		return h, nil, fmt.Errorf("record: read %s: header: %w", path, err)
-	}
-	if h.Format != Format {
-		return h, nil, fmt.Errorf("record: read %s: unsupported format %q", path, h.Format)
-	}
-	events := make([]Event, 0, len(lines)-1)
-	for i, line := range lines[1:] {
-		var ev Event
-		if err := decodeStrict(line, &ev); err != nil {
-			return h, events, fmt.Errorf("record: read %s: line %d: %w", path, i+2, err)
-		}
-		if !ev.Type.Valid() {
-			return h, events, fmt.Errorf("record: read %s: line %d: unknown event type %q", path, i+2, ev.Type)
-		}
-		events = append(events, ev)
-	}
-	return h, events, nil
-}
-
-func decodeStrict(line []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data")
-	}
-	return nil
+	// Trimmed says the recorder cut this event's rows or texts to MaxEventBytes.
+	Trimmed bool `json:"trimmed,omitempty"`
 }

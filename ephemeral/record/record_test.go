@@ -8,15 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jitgate/jitgate/ephemeral/record"
 )
-
-func header(id string) record.Header {
-	return record.Header{GrantID: id, Identity: "https://issuer#agent", Target: "shop", Rule: "agents-read",
-		LeaseID: "lease-1", Version: "v0.1.0", Mode: "session", Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
 
 func TestOpenWritesHeaderAndStartedDurably(t *testing.T) {
 	t.Parallel()
@@ -26,7 +20,7 @@ func TestOpenWritesHeaderAndStartedDurably(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if r.Path() != filepath.Join(dir, "g1.jsonl") {
+	if r.Path() != filepath.Join(dir, "g1"+record.Ext) {
 		t.Fatalf("path %q", r.Path())
 	}
 	st, err := os.Stat(r.Path())

@@ -1,0 +1,236 @@
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Sink stores finished recordings: a local directory (record/filesink) or S3
+// (record/s3sink). Store must return nil only once the recording is durably
+// stored under key, whole; a failed Store must not leave a partial object
+// under key. Keys are recording file names ("<grant id>.jgr").
+type Sink interface {
+	Store(ctx context.Context, key string, r io.Reader) error
+}
+
+// uriSink is implemented by sinks that can say where a key ends up; the
+// location is what the grant's audit trail records.
+type uriSink interface {
+	URI(key string) string
+}
+
+// ErrBusy is returned for a spooled recording another process holds open
+// (a proxy still writing or uploading it).
+var ErrBusy = errors.New("record: recording is in use by another process")
+
+// Stored describes one recording moved from the spool into a sink.
+type Stored struct {
+	GrantID string
+	// Key is the sink key (the file name).
+	Key string
+	// Location is where the sink put it: its URI(key) when it has one, else the key.
+	Location string
+	Size     int64
+}
+
+// IsRecordingName reports whether a spool file name is a recording (v2, or v1).
+func IsRecordingName(name string) bool {
+	id, ok := strings.CutSuffix(name, Ext)
+	if !ok {
+		id, ok = strings.CutSuffix(name, ".jsonl")
+	}
+	return ok && id != "" && !strings.HasPrefix(name, ".")
+}
+
+// Location returns where sink stores key.
+func Location(sink Sink, key string) string {
+	if u, ok := sink.(uriSink); ok {
+		return u.URI(key)
+	}
+	return key
+}
+
+// Upload stores the spooled recording at path in sink under its file name and
+// removes the spooled copy once the sink has it. It holds the file's lock
+// while it works, so two flushes never upload the same file at once, and a
+// proxy still writing its recording is left alone (ErrBusy).
+func Upload(ctx context.Context, sink Sink, path string) (Stored, error) {
+	f, err := openSpooled(sink, path)
+	if err != nil {
+		return Stored{}, err
+	}
+	defer f.Close()
+	return storeLocked(ctx, sink, f, path)
+}
+
+func openSpooled(sink Sink, path string) (*os.File, error) {
+	if sink == nil {
+		return nil, errors.New("record: upload: no sink")
+	}
+	name := filepath.Base(path)
+	if !IsRecordingName(name) {
+		return nil, fmt.Errorf("record: upload: %s is not a recording file name", name)
+	}
+	if loc := Location(sink, name); sameFile(loc, path) {
+		return nil, fmt.Errorf("record: upload: the sink stores %s onto the spooled file itself", name)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("record: upload: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, ErrBusy) {
+			return nil, fmt.Errorf("record: upload %s: %w", name, ErrBusy)
+		}
+		return nil, fmt.Errorf("record: upload %s: lock: %w", name, err)
+	}
+	return f, nil
+}
+
+func sameFile(loc, path string) bool {
+	a, err1 := filepath.Abs(loc)
+	b, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if a == b {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+func storeLocked(ctx context.Context, sink Sink, f *os.File, path string) (Stored, error) {
+	name := filepath.Base(path)
+	// A spooled file that was already stored and removed while we waited.
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
+	}
+	// The sink reads exactly the bytes that were there when the lock was taken.
+	if err := sink.Store(ctx, name, io.LimitReader(f, st.Size())); err != nil {
+		return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Stored{}, fmt.Errorf("record: upload %s: stored, but the spooled copy stays: %w", name, err)
+	}
+	syncDir(filepath.Dir(path))
+	id := strings.TrimSuffix(strings.TrimSuffix(name, Ext), ".jsonl")
+	return Stored{GrantID: id, Key: name, Location: Location(sink, name), Size: st.Size()}, nil
+}
+
+// Uploader uploads one finished recording with retries: the proxy's last step.
+//
+//	u := record.Uploader{Sink: sink, Logger: log}
+//	st, err := u.Upload(ctx, rec.Path())
+//	// err != nil: the recording stays spooled at rec.Path(); FlushSpool retries it.
+type Uploader struct {
+	Sink Sink
+	// Initial is the first wait after a failure, doubled up to Max (defaults
+	// 200ms and 5s); Timeout bounds all attempts together (default 30s).
+	Initial, Max, Timeout time.Duration
+	Logger                *slog.Logger
+}
+
+// Upload stores path in the sink, retrying with exponential backoff until it
+// succeeds, Timeout passes or ctx ends. It takes the file's lock once and keeps
+// it across attempts. On failure the file stays where it is.
+func (u Uploader) Upload(ctx context.Context, path string) (Stored, error) {
+	initial, maxWait, timeout := u.Initial, u.Max, u.Timeout
+	if initial <= 0 {
+		initial = 200 * time.Millisecond
+	}
+	if maxWait <= 0 {
+		maxWait = 5 * time.Second
+	}
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	log := u.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	f, err := openSpooled(u.Sink, path)
+	if err != nil {
+		return Stored{}, err
+	}
+	defer f.Close()
+	wait := initial
+	for attempt := 1; ; attempt++ {
+		st, err := storeLocked(ctx, u.Sink, f, path)
+		if err == nil {
+			return st, nil
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return Stored{}, err
+		}
+		log.Warn("recording upload failed; retrying", "path", path, "attempt", attempt, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Stored{}, fmt.Errorf("%w (gave up after %d attempts: %v)", err, attempt, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, maxWait)
+	}
+}
+
+// FlushSpool uploads every finished recording in spoolDir to sink and returns
+// how many it stored. Recordings a live proxy still holds are skipped; a
+// recording that fails stays spooled for the next flush, and the failures are
+// returned joined. A recording whose proxy was killed is uploaded as it is: its
+// sealed chunks verify, and Verify reports the missing end.
+func FlushSpool(ctx context.Context, spoolDir string, sink Sink) (int, error) {
+	st, err := FlushSpoolStored(ctx, spoolDir, sink)
+	return len(st), err
+}
+
+// FlushSpoolStored is FlushSpool returning what was stored where, for the audit trail.
+func FlushSpoolStored(ctx context.Context, spoolDir string, sink Sink) ([]Stored, error) {
+	entries, err := os.ReadDir(spoolDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record: flush spool: %w", err)
+	}
+	var stored []Stored
+	var errs []error
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if !e.Type().IsRegular() || !IsRecordingName(e.Name()) {
+			continue
+		}
+		st, err := Upload(ctx, sink, filepath.Join(spoolDir, e.Name()))
+		switch {
+		case err == nil:
+			stored = append(stored, st)
+		case errors.Is(err, ErrBusy), errors.Is(err, fs.ErrNotExist):
+		default:
+			errs = append(errs, err)
+		}
+	}
+	return stored, errors.Join(errs...)
+}
