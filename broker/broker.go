@@ -384,6 +384,9 @@ func (s *Service) decide(ctx context.Context, who identity.Identity, id, reason 
 		if !mayApprove(g, who) {
 			return fmt.Errorf("%w: %s is not an approver for grant %s", ErrForbidden, displayName(who), g.ID)
 		}
+		if why := s.notHuman(who); why != "" {
+			return fmt.Errorf("%w: %s", ErrForbidden, why)
+		}
 		if g.State != grant.Pending {
 			return fmt.Errorf("%w: grant %s is %s, not pending", ErrConflict, g.ID, g.State)
 		}
@@ -750,6 +753,24 @@ func (s *Service) audit(ctx context.Context, ev audit.Event) {
 		// The audit log is evidence: a write failure is loud.
 		s.cfg.Logger.Error("audit append failed", "type", ev.Type, "grant", ev.GrantID, "err", err)
 	}
+}
+
+// githubActionsIssuer mints workload tokens for CI jobs; they never approve.
+const githubActionsIssuer = "https://token.actions.githubusercontent.com"
+
+// notHuman says why who may not approve anything: approvers are humans. An
+// issuer that marks humans (human_when) must mark this identity, and CI
+// workload tokens never approve.
+func (s *Service) notHuman(who identity.Identity) string {
+	if who.Issuer == githubActionsIssuer {
+		return "GitHub Actions workload identities cannot approve grants"
+	}
+	for _, is := range s.cfg.Policy.Issuers {
+		if is.Issuer == who.Issuer && is.HumanWhen != "" && !who.Human {
+			return fmt.Sprintf("%s is not a human identity (issuer %s marks humans with %s)", displayName(who), is.Name, is.HumanWhen)
+		}
+	}
+	return ""
 }
 
 func mayApprove(g *grant.Grant, who identity.Identity) bool {

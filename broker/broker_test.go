@@ -33,6 +33,10 @@ issuers:
   - name: okta
     issuer: https://example.okta.com/oauth2/default
     audience: api://jitgate
+  - name: corp
+    issuer: https://corp.example.com
+    audience: api://jitgate
+    human_when: token_type=human
 targets:
   - name: test-db
     kind: postgres
@@ -136,6 +140,18 @@ func TestApprovalRules(t *testing.T) {
 	// Someone outside the approvers cannot approve.
 	if _, err := f.svc.Approve(ctx, who("mallory", "devs"), g.ID, ""); !errors.Is(err, broker.ErrForbidden) {
 		t.Fatalf("non-approver: %v", err)
+	}
+	// Approvers are humans: a CI workload token or an identity its issuer does
+	// not mark human cannot approve, even in the approver group.
+	ci := who("repo:acme/shop:pull_request", "dba")
+	ci.Issuer = "https://token.actions.githubusercontent.com"
+	if _, err := f.svc.Approve(ctx, ci, g.ID, ""); !errors.Is(err, broker.ErrForbidden) || !strings.Contains(err.Error(), "GitHub Actions") {
+		t.Fatalf("CI token approving: %v", err)
+	}
+	bot := who("build-bot", "dba")
+	bot.IssuerName, bot.Issuer = "corp", "https://corp.example.com"
+	if _, err := f.svc.Approve(ctx, bot, g.ID, ""); !errors.Is(err, broker.ErrForbidden) || !strings.Contains(err.Error(), "not a human") {
+		t.Fatalf("non-human approving: %v", err)
 	}
 	// First approval: still pending. The same approver again: refused.
 	g, err := f.svc.Approve(ctx, who("alice", "dba"), g.ID, "ok")
