@@ -111,7 +111,9 @@ func sameSlice(a, b []byte) bool {
 
 // drain sends what can be sent. final sends everything.
 func (w *maskWriter) drain(final bool) error {
-	if len(w.pend) == 0 {
+	// Wait for twice the window, so each pass sends at least a window's worth
+	// and rescanning stays linear in the stream length.
+	if len(w.pend) == 0 || !final && len(w.pend) < 2*maskWindow {
 		return nil
 	}
 	hl := len(w.hist)
