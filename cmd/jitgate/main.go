@@ -75,6 +75,7 @@ func newApp() *cli.Command {
 			auditCommand(),
 			replayCommand(),
 			mcpCommand(),
+			doctorCommand(),
 			proxyCommand(),
 		},
 	}
