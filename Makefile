@@ -32,9 +32,12 @@ test-short: ## tests without -race (faster while developing)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 .PHONY: bench
-bench: ## Go benchmarks for the hot paths, baselines side by side
-	scripts/ensure-deps.sh bench
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./ephemeral/... ./broker/identity/... | tee bench/go-bench.txt
+bench: ## side-by-side benchmarks → bench/RESULTS.md (~15 min; never part of test)
+	scripts/bench.sh $(BENCHFLAGS)
+
+.PHONY: bench-quick
+bench-quick: ## smoke run of the benchmark harness (1 short round) → bench/RESULTS.md
+	scripts/bench.sh --quick $(BENCHFLAGS)
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)

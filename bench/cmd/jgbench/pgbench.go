@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jitgate/jitgate/bench/harness"
+)
+
+// The paths a pgbench run can take to PostgreSQL.
+const (
+	pathDirect    = "direct"
+	pathRelay     = "relay"
+	pathPgbouncer = "pgbouncer"
+	pathJitgate   = "jitgate"
+)
+
+var allPaths = []string{pathDirect, pathRelay, pathPgbouncer, pathJitgate}
+
+func validPath(p string) bool {
+	for _, q := range allPaths {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// script is a pgbench workload.
+type script struct {
+	name string // as shown in the report
+	flag string // the pgbench flag choosing it ("" for the default script)
+}
+
+var scripts = []script{
+	{"select-only (-S)", "-S"},
+	{"tpcb-like (default)", ""},
+}
+
+// pgConfig is one cell of the matrix: a script and a client count.
+type pgConfig struct {
+	script  script
+	clients int
+}
+
+// pgRun is one pgbench run of one path.
+type pgRun struct {
+	result  harness.PgbenchResult
+	err     error
+	grantID string // jitgate path only
+	rec     *harness.RecordingSize
+}
+
+// pgMatrix holds every run: runs[config][path][round].
+type pgMatrix struct {
+	configs  []pgConfig
+	paths    []string
+	rounds   int
+	runs     map[pgConfig]map[string][]pgRun
+	commands map[pgConfig]map[string]string
+}
+
+func (m *pgMatrix) tps(c pgConfig, path string) []float64 {
+	var out []float64
+	for _, r := range m.runs[c][path] {
+		if r.err != nil {
+			out = append(out, math.NaN())
+			continue
+		}
+		out = append(out, r.result.TPS)
+	}
+	return out
+}
+
+func (m *pgMatrix) latency(c pgConfig, path string) []float64 {
+	var out []float64
+	for _, r := range m.runs[c][path] {
+		if r.err == nil {
+			out = append(out, r.result.LatencyMs)
+		}
+	}
+	return out
+}
+
+// pgbenchArgs are the flags shared by every path (connection flags aside).
+func pgbenchArgs(c pgConfig, d time.Duration) []string {
+	threads := min(c.clients, 2)
+	args := []string{"-n"}
+	if c.script.flag != "" {
+		args = append(args, c.script.flag)
+	}
+	return append(args, "-c", strconv.Itoa(c.clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(int(d.Seconds())))
+}
+
+var sessionLine = regexp.MustCompile(`session (\S+) open at`)
+
+// pgbenchCommand builds the command for one path. display is what the report
+// shows: the real command with the password left out.
+func (s *stack) pgbenchCommand(ctx context.Context, bin string, path string, c pgConfig, d time.Duration) (cmd *exec.Cmd, display string) {
+	base := pgbenchArgs(c, d)
+	hostArgs := func(addr string) []string {
+		h, p, _ := net.SplitHostPort(addr)
+		return []string{"-h", h, "-p", p, "-U", staticUser}
+	}
+	static := cleanEnv("PGPASSWORD="+s.staticPW, "PGSSLMODE=disable")
+	switch path {
+	case pathDirect, pathRelay, pathPgbouncer:
+		addr := map[string]string{pathDirect: s.pg.Addr(), pathRelay: s.relayAddr, pathPgbouncer: s.bouncer}[path]
+		args := append(append(append([]string{}, base...), hostArgs(addr)...), benchDB)
+		cmd = exec.CommandContext(ctx, "pgbench", args...)
+		cmd.Env = static
+		return cmd, "PGPASSWORD=… pgbench " + strings.Join(args, " ")
+	case pathJitgate:
+		self, _ := os.Executable()
+		args := []string{"connect", "--target", targetName, "--access", "write", "--ttl", "20m", "--", self, "conn-limit", "-limit", "16", "--", "pgbench"}
+		args = append(args, base...)
+		cmd = exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(s.jitgateEnv(), adminDSNEnv+"="+s.pg.AdminDSN(benchDB))
+		shown := append([]string{"connect", "--target", targetName, "--access", "write", "--ttl", "20m", "--", "jgbench", "conn-limit", "-limit", "16", "--", "pgbench"}, base...)
+		return cmd, "jitgate " + strings.Join(shown, " ")
+	}
+	panic("unknown path " + path)
+}
+
+// runMatrix runs every configuration rounds times through every path. Within a
+// round the paths of one configuration run back to back, in an order that
+// rotates with the round, so slow drifts in the machine's load hit each path
+// alike.
+func runMatrix(ctx context.Context, cfg *config, s *stack, rawDir string) (*pgMatrix, error) {
+	m := &pgMatrix{rounds: cfg.rounds, runs: map[pgConfig]map[string][]pgRun{}, commands: map[pgConfig]map[string]string{}}
+	for _, p := range allPaths {
+		if !cfg.skipPaths[p] {
+			m.paths = append(m.paths, p)
+		}
+	}
+	for _, sc := range scripts {
+		for _, n := range cfg.clients {
+			c := pgConfig{sc, n}
+			m.configs = append(m.configs, c)
+			m.runs[c] = map[string][]pgRun{}
+			m.commands[c] = map[string]string{}
+		}
+	}
+	total := len(m.configs) * len(m.paths) * cfg.rounds
+	done := 0
+	for round := 0; round < cfg.rounds; round++ {
+		for ci, c := range m.configs {
+			for k := range m.paths {
+				path := m.paths[(k+round+ci)%len(m.paths)]
+				if err := ctx.Err(); err != nil {
+					return m, err
+				}
+				done++
+				s.log.Info("pgbench", "run", fmt.Sprintf("%d/%d", done, total), "round", round+1, "script", c.script.name, "clients", c.clients, "path", path)
+				run := s.runPgbench(ctx, cfg, path, c, m, rawDir, round)
+				if run.err != nil {
+					s.log.Warn("pgbench run failed", "path", path, "err", run.err)
+				}
+				m.runs[c][path] = append(m.runs[c][path], run)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (s *stack) runPgbench(ctx context.Context, cfg *config, path string, c pgConfig, m *pgMatrix, rawDir string, round int) pgRun {
+	rctx, cancel := context.WithTimeout(ctx, cfg.duration+2*time.Minute)
+	defer cancel()
+	cmd, display := s.pgbenchCommand(rctx, cfg.jitgate, path, c, cfg.duration)
+	m.commands[c][path] = display
+	out, err := cmd.CombinedOutput()
+	name := fmt.Sprintf("pgbench-%s-c%d-%s-r%d.txt", strings.Fields(c.script.name)[0], c.clients, path, round+1)
+	_ = os.WriteFile(filepath.Join(rawDir, name), append([]byte(display+"\n\n"), out...), 0o644)
+	run := pgRun{}
+	if mm := sessionLine.FindSubmatch(out); mm != nil {
+		run.grantID = string(mm[1])
+	}
+	res, perr := harness.ParsePgbench(out)
+	switch {
+	case err != nil:
+		run.err = fmt.Errorf("%v: %s", err, lastLines(out, 3))
+	case perr != nil:
+		run.err = fmt.Errorf("%v: %s", perr, lastLines(out, 3))
+	default:
+		run.result = res
+	}
+	if run.grantID != "" {
+		// Measure the recording now and remove it: a full run writes gigabytes.
+		p := filepath.Join(s.dataDir, "recordings", run.grantID+".jgr")
+		if rs, err := harness.MeasureRecording(p); err == nil {
+			run.rec = &rs
+		} else {
+			s.log.Warn("recording", "grant", run.grantID, "err", err)
+		}
+		_ = os.Remove(p)
+	}
+	return run
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// recordingStats sums the recordings of the jitgate runs, per script.
+func recordingStats(m *pgMatrix) map[string]harness.RecordingSize {
+	out := map[string]harness.RecordingSize{}
+	for _, c := range m.configs {
+		for _, r := range m.runs[c][pathJitgate] {
+			if r.rec == nil || r.err != nil {
+				continue
+			}
+			t := out[c.script.name]
+			t.Bytes += r.rec.Bytes
+			t.RawBytes += r.rec.RawBytes
+			t.Statements += r.rec.Statements
+			t.Events += r.rec.Events
+			out[c.script.name] = t
+		}
+	}
+	return out
+}

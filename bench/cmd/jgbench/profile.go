@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// profileResult is a system-wide perf profile taken while pgbench -S -c 8 ran
+// through a live jitgate session proxy.
+type profileResult struct {
+	command   string
+	proxyPID  int
+	byProcess string // perf report --sort comm,pid
+	proxyTop  string // perf report --pid PROXY --sort sym (self time)
+	proxyDSO  string // perf report --pid PROXY --sort dso
+	err       string
+}
+
+// runProfile needs perf; cmd/jitgate has no flag or variable to make the proxy
+// write a Go CPU profile itself, so perf samples the real process from outside
+// (Go binaries carry frame pointers and symbols).
+func runProfile(ctx context.Context, cfg *config, s *stack, rawDir string) *profileResult {
+	r := &profileResult{}
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		r.err = "perf is not installed (apt-get install linux-perf); no profile taken"
+		return r
+	}
+	d := max(cfg.duration, 10*time.Second) + 4*time.Second
+	c := pgConfig{scripts[0], 8}
+	cctx, cancel := context.WithTimeout(ctx, d+2*time.Minute)
+	defer cancel()
+	cmd, display := s.pgbenchCommand(cctx, cfg.jitgate, pathJitgate, c, d)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		r.err = err.Error()
+		return r
+	}
+	defer func() { _ = cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for r.proxyPID == 0 && time.Now().Before(deadline) {
+		r.proxyPID = findProxy(s.devPID)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r.proxyPID == 0 {
+		r.err = "could not find the proxy process (a child of jitgate dev running __proxy)"
+		return r
+	}
+	time.Sleep(2 * time.Second) // let pgbench connect and warm up
+	data := filepath.Join(rawDir, "perf.data")
+	secs := int((d - 4*time.Second).Seconds())
+	rec := exec.CommandContext(ctx, perf, "record", "-a", "-g", "-F", "499", "-o", data, "--", "sleep", strconv.Itoa(secs))
+	if b, err := rec.CombinedOutput(); err != nil {
+		r.err = fmt.Sprintf("perf record: %v: %s", err, lastLines(b, 3))
+		return r
+	}
+	r.command = fmt.Sprintf("perf record -a -g -F 499 -- sleep %d   # while: %s", secs, display)
+	report := func(args ...string) string {
+		a := append([]string{"report", "-i", data, "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.7"}, args...)
+		b, err := exec.CommandContext(ctx, perf, a...).Output()
+		if err != nil {
+			return fmt.Sprintf("perf report %s: %v", strings.Join(args, " "), err)
+		}
+		return trimPerf(string(b), 30)
+	}
+	r.byProcess = report("--sort", "comm,pid")
+	pid := strconv.Itoa(r.proxyPID)
+	r.proxyTop = report("--pid", pid, "--sort", "sym")
+	r.proxyDSO = report("--pid", pid, "--sort", "dso")
+	_ = os.WriteFile(filepath.Join(rawDir, "perf-report.txt"), []byte(r.byProcess+"\n\n"+r.proxyDSO+"\n\n"+r.proxyTop), 0o644)
+	return r
+}
+
+// findProxy returns the pid of a child of parent whose command line is the
+// hidden proxy entry point, or 0.
+func findProxy(parent int) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces, so cut at the last ')'.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(parent) {
+			continue
+		}
+		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(cl, []byte("__proxy")) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// trimPerf keeps perf's table lines (no comments, no blanks), at most n.
+func trimPerf(s string, n int) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if t := strings.TrimSpace(l); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		keep = append(keep, strings.TrimRight(l, " "))
+		if len(keep) == n {
+			break
+		}
+	}
+	return strings.Join(keep, "\n")
+}
