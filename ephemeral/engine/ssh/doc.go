@@ -69,7 +69,9 @@
 // ephemeral/record) as a "query" event (Tag: exec, shell, subsystem, env,
 // pty-req, direct-tcpip, ...; Statement: the command or detail) followed by a
 // "verdict"; exec output as "rows" events (Columns ["stdout"] or ["stderr"],
-// one masked chunk per row); the exit as a "result" event (Tag "exit N");
+// one masked chunk per row, up to Config.MaxRecordedOutput bytes per stream
+// and command, then a "notice" with the full byte count); the exit as a
+// "result" event (Tag "exit N");
 // failures as "error". A write failure closes the connection.
 //
 // # Deadline

@@ -53,6 +53,11 @@ type Config struct {
 	FlushDelay time.Duration
 	// MaxExecOutput caps each of stdout and stderr kept by Exec. Default 1 MiB.
 	MaxExecOutput int
+	// MaxRecordedOutput caps the output bytes recorded per stream (stdout,
+	// stderr) of one exec command, like the PostgreSQL engine's row cap; the
+	// full byte count is always recorded. Everything is still masked and
+	// sent. Default 1 MiB; negative records everything.
+	MaxRecordedOutput int
 	// CastDir is where asciicast files of interactive shells are written.
 	// Default Grant.Record.Dir.
 	CastDir string
@@ -119,6 +124,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxExecOutput <= 0 {
 		cfg.MaxExecOutput = 1 << 20
+	}
+	if cfg.MaxRecordedOutput == 0 {
+		cfg.MaxRecordedOutput = 1 << 20
 	}
 	if cfg.CastDir == "" {
 		cfg.CastDir = cfg.Grant.Record.Dir

@@ -425,3 +425,28 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 		t.Fatal("Exec ran without a recording")
 	}
 }
+
+func TestRecordedOutputIsCappedButSentWhole(t *testing.T) {
+	t.Parallel()
+	tg := sharedTarget(t)
+	p := startProxy(t, tg, opts{})
+	c := p.dial(t)
+	sess, _ := c.NewSession()
+	out, err := sess.Output("head -c 3000000 /dev/zero | tr '\\0' a")
+	if err != nil || len(out) != 3000000 {
+		t.Fatalf("output %d bytes, err %v", len(out), err)
+	}
+	var recorded int
+	var note string
+	for _, ev := range p.events(t) {
+		if ev.Type == record.Rows && ev.Tag == "stdout" {
+			recorded += len(*ev.Rows[0][0])
+		}
+		if ev.Type == record.Notice && ev.Tag == "stdout" {
+			note = ev.Error
+		}
+	}
+	if recorded != 1<<20 || note != "3000000 bytes of stdout sent, the first 1048576 recorded" {
+		t.Fatalf("recorded %d bytes, note %q", recorded, note)
+	}
+}

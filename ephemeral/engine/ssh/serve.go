@@ -495,6 +495,8 @@ func (s *chanState) start(ctx context.Context, kind, cmd string, run func(*ssh.S
 // (unless raw), then the agent's channel and the recording.
 func (s *chanState) sink(kind, stream string, dst io.Writer, raw bool) io.WriteCloser {
 	c := s.c
+	limit := c.e.cfg.MaxRecordedOutput
+	var total, recorded int64
 	emit := func(b []byte) error {
 		if _, err := dst.Write(b); err != nil {
 			return err
@@ -505,14 +507,37 @@ func (s *chanState) sink(kind, stream string, dst io.Writer, raw bool) io.WriteC
 		if raw {
 			return nil
 		}
+		total += int64(len(b))
+		if limit >= 0 && recorded >= int64(limit) {
+			return nil
+		}
+		if limit >= 0 && recorded+int64(len(b)) > int64(limit) {
+			b = b[:int64(limit)-recorded]
+		}
+		recorded += int64(len(b))
 		v := string(b)
 		return c.rec(record.Event{Type: record.Rows, Tag: stream, Columns: []string{stream}, Rows: [][]*string{{&v}}})
 	}
 	if raw {
 		return nopCloser{writerFunc(emit)}
 	}
-	return newMaskWriter(c.e.cfg.Masker, c.e.cfg.FlushDelay, emit)
+	mw := newMaskWriter(c.e.cfg.Masker, c.e.cfg.FlushDelay, emit)
+	return closerFunc{mw, func() error {
+		err := mw.Close()
+		if total > recorded {
+			_ = c.rec(record.Event{Type: record.Notice, Tag: stream,
+				Error: fmt.Sprintf("%d bytes of %s sent, the first %d recorded", total, stream, recorded)})
+		}
+		return err
+	}}
 }
+
+type closerFunc struct {
+	io.Writer
+	close func() error
+}
+
+func (c closerFunc) Close() error { return c.close() }
 
 func (s *chanState) exit(cmd string, status int, sig string) {
 	tag := "exit " + strconv.Itoa(status)
