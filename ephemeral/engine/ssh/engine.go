@@ -304,7 +304,7 @@ func (e *Engine) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	_ = raw.SetDeadline(e.cfg.Now().Add(e.cfg.HandshakeTimeout))
+	_ = raw.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	c, chans, reqs, err := ssh.NewClientConn(newKexCheck(raw, kexStrictServer), addr, e.client)
 	if err != nil {
 		raw.Close()

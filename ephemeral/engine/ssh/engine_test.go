@@ -450,3 +450,44 @@ func TestRecordedOutputIsCappedButSentWhole(t *testing.T) {
 		t.Fatalf("recorded %d bytes, note %q", recorded, note)
 	}
 }
+
+func TestPortForwardOnlyToTargetAndNotItsSSHPort(t *testing.T) {
+	t.Parallel()
+	tg, err := newTarget(sshtest.Config{AllowTCPForwarding: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tg.srv.Stop)
+	// A service on the target host (loopback here).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	p := startProxy(t, tg, opts{commands: spec.Commands{PortForwarding: true}, ext: map[string]string{"permit-port-forwarding": ""}})
+	c := p.dial(t)
+	fw, err := c.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("forward to a service on the target: %v", err)
+	}
+	_, _ = fw.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(fw, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through the forward: %q %v", buf, err)
+	}
+	fw.Close()
+	for _, dest := range []string{tg.srv.Addr, "10.1.2.3:80", "example.com:443"} {
+		if _, err := c.Dial("tcp", dest); err == nil || !strings.Contains(err.Error(), "administratively prohibited") {
+			t.Errorf("forward to %s: %v, want a refusal", dest, err)
+		}
+	}
+}

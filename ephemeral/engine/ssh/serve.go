@@ -59,7 +59,7 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 		return fmt.Errorf("ssh: grant %s has no client secret", e.g.ID)
 	}
 	c := &conn{e: e, id: int(e.conns.Add(1)), cancel: cancel}
-	_ = client.SetDeadline(e.cfg.Now().Add(e.cfg.HandshakeTimeout))
+	_ = client.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	sconn, chans, reqs, err := ssh.NewServerConn(newKexCheck(client, kexStrictClient), e.server)
 	if err != nil {
 		ok := false
