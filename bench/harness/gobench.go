@@ -58,6 +58,9 @@ func ParseGoBench(r io.Reader) ([]GoBench, error) {
 			b.Procs, _ = strconv.Atoi(m[1])
 			b.Name = strings.TrimSuffix(b.Name, m[0])
 		}
+		if b.Name == "" || n < 0 {
+			continue
+		}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
