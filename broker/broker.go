@@ -459,7 +459,9 @@ type SessionInfo struct {
 	User     string
 	Password spec.Secret
 	Database string
-	Expires  time.Time
+	// HostKey is the SSH proxy's host key line, when the target speaks SSH.
+	HostKey string
+	Expires time.Time
 }
 
 // OpenSession launches the session proxy of an approved session grant.
@@ -498,7 +500,7 @@ func (s *Service) OpenSession(ctx context.Context, who identity.Identity, id str
 				s.audit(ctx, audit.Event{Type: audit.SessionStarted, GrantID: g.ID, Actor: g.Requester, Target: g.Target, Detail: "proxy=" + st.Addr, StageMillis: stages})
 				s.watch(g, cred, h)
 				return &SessionInfo{Grant: g, Host: host, Port: port, User: g.ID, Password: spec.NewSecret(secret),
-					Database: gs.Target.Database, Expires: g.ExpiresAt}, nil
+					Database: gs.Target.Database, HostKey: st.HostKey, Expires: g.ExpiresAt}, nil
 			}
 		}
 		_ = h.Stop()
@@ -688,13 +690,18 @@ func (s *Service) runExec(ctx context.Context, g *grant.Grant, stages map[string
 
 func (s *Service) proxySpec(g *grant.Grant, cred spec.Credential, secret spec.Secret) *spec.Grant {
 	tgt, _ := s.cfg.Policy.Target(g.Target)
+	gd := tgt.SpecGuard(g.Access)
+	// An interactive shell is recorded, not filtered: only an admin session
+	// grant on a target whose policy allows shells gets one.
+	gd.Commands.Interactive = gd.Commands.Interactive && g.Mode == spec.Session && g.Access >= spec.Admin
+	mk := tgt.SpecMask()
+	mk.TokenKey = spec.NewSecret(string(s.cfg.MaskTokenKey)).Wire()
 	return &spec.Grant{
 		ID: g.ID, Mode: g.Mode, Identity: g.Requester, Rule: g.Rule, Operation: g.Operation,
-		Target:       spec.Target{Name: tgt.Name, Protocol: tgt.Protocol, Address: tgt.Address, Database: tgt.Database},
+		Target:       tgt.SpecTarget(),
 		ClientSecret: secret.Wire(), Listen: s.cfg.ProxyListen, Deadline: g.ExpiresAt, Credential: cred,
-		Guard: spec.Guard{Access: g.Access, DenyFunctions: tgt.Guard.DenyFunctions, DenyKinds: tgt.Guard.DenyKinds},
-		Mask: spec.Mask{Columns: tgt.Masking.Columns, Detectors: tgt.Masking.Detectors, Style: tgt.Masking.Style,
-			TokenKey: spec.NewSecret(string(s.cfg.MaskTokenKey)).Wire()},
+		Guard:       gd,
+		Mask:        mk,
 		Record:      spec.Record{Dir: s.cfg.RecordDir},
 		DevLoopback: s.cfg.DevLoopback,
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/jitgate/jitgate/broker/identity"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/guard/shell"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
@@ -32,8 +33,28 @@ func Evaluate(p *policy.Policy, who identity.Identity, in RequestInput) (Evaluat
 	}
 	var ev Evaluation
 	var deny []string
-	switch in.Mode {
-	case spec.Exec:
+	switch {
+	case in.Mode == spec.Exec && tgt.Protocol == spec.SSH:
+		if strings.TrimSpace(in.Operation) == "" {
+			return Evaluation{}, fmt.Errorf("%w: exec mode needs a command", ErrBadRequest)
+		}
+		// Commands run with the target's login; what may run is the target's
+		// command policy, judged by the same shell guard the proxy enforces.
+		ev.Access = spec.Read
+		sg, err := shell.New(shell.Config{Allow: tgt.Commands.Allow, Deny: tgt.Commands.Deny})
+		if err != nil {
+			return Evaluation{}, fmt.Errorf("broker: shell guard for %s: %w", tgt.Name, err)
+		}
+		v := sg.Check(in.Operation)
+		for _, c := range v.Commands {
+			ev.Statements = append(ev.Statements, grant.StatementInfo{SQL: strings.TrimSpace(c.Name + " " + strings.Join(c.Args, " ")), Kind: c.Name, Class: "command"})
+		}
+		if !v.Allowed {
+			deny = append(deny, "command refused: "+v.Reason)
+		}
+	case in.Mode == spec.Exec && tgt.Protocol != spec.Postgres:
+		return Evaluation{}, fmt.Errorf("%w: exec mode is not available for %s targets yet", ErrBadRequest, tgt.Kind)
+	case in.Mode == spec.Exec:
 		if strings.TrimSpace(in.Operation) == "" {
 			return Evaluation{}, fmt.Errorf("%w: exec mode needs an operation (sql)", ErrBadRequest)
 		}
@@ -66,7 +87,7 @@ func Evaluate(p *policy.Policy, who identity.Identity, in RequestInput) (Evaluat
 				deny = append(deny, v.Reason)
 			}
 		}
-	case spec.Session:
+	case in.Mode == spec.Session:
 		if in.Operation != "" {
 			return Evaluation{}, fmt.Errorf("%w: session mode takes no operation", ErrBadRequest)
 		}

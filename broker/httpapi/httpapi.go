@@ -111,9 +111,11 @@ type GrantRequest struct {
 	Target string `json:"target"`
 	Mode   string `json:"mode"` // "exec" (default when sql is set) or "session"
 	SQL    string `json:"sql,omitempty"`
-	Access string `json:"access,omitempty"` // session mode: read (default), write, admin
-	TTL    string `json:"ttl,omitempty"`    // Go duration, e.g. "10m"
-	Reason string `json:"reason,omitempty"`
+	// Command is the exec-mode shell command of an SSH target.
+	Command string `json:"command,omitempty"`
+	Access  string `json:"access,omitempty"` // session mode: read (default), write, admin
+	TTL     string `json:"ttl,omitempty"`    // Go duration, e.g. "10m"
+	Reason  string `json:"reason,omitempty"`
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identity) {
@@ -121,11 +123,15 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 	if !decode(w, r, &req) {
 		return
 	}
-	in := broker.RequestInput{Target: req.Target, Operation: req.SQL, Reason: req.Reason}
+	if req.SQL != "" && req.Command != "" {
+		writeError(w, 400, "bad_request", "give sql or command, not both")
+		return
+	}
+	in := broker.RequestInput{Target: req.Target, Operation: req.SQL + req.Command, Reason: req.Reason}
 	mode := req.Mode
 	if mode == "" {
 		mode = "exec"
-		if req.SQL == "" {
+		if in.Operation == "" {
 			mode = "session"
 		}
 	}
@@ -278,9 +284,12 @@ type SessionResponse struct {
 	Port     string    `json:"port"`
 	User     string    `json:"user"`
 	Password string    `json:"password"`
-	Database string    `json:"database"`
-	SSLMode  string    `json:"sslmode"`
-	Expires  time.Time `json:"expires_at"`
+	Database string    `json:"database,omitempty"`
+	SSLMode  string    `json:"sslmode,omitempty"`
+	// HostKey is the session proxy's SSH host key (authorized_keys format),
+	// for the client's known_hosts.
+	HostKey string    `json:"host_key,omitempty"`
+	Expires time.Time `json:"expires_at"`
 }
 
 func (a *api) session(w http.ResponseWriter, r *http.Request, who identity.Identity) {
@@ -289,8 +298,12 @@ func (a *api) session(w http.ResponseWriter, r *http.Request, who identity.Ident
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, 200, SessionResponse{Grant: View(info.Grant), Host: info.Host, Port: info.Port, User: info.User,
-		Password: info.Password.Reveal(), Database: info.Database, SSLMode: "disable", Expires: info.Expires})
+	resp := SessionResponse{Grant: View(info.Grant), Host: info.Host, Port: info.Port, User: info.User,
+		Password: info.Password.Reveal(), Database: info.Database, HostKey: info.HostKey, Expires: info.Expires}
+	if info.Grant.Protocol == spec.Postgres {
+		resp.SSLMode = "disable"
+	}
+	writeJSON(w, 200, resp)
 }
 
 func (a *api) end(w http.ResponseWriter, r *http.Request, who identity.Identity) {

@@ -176,7 +176,8 @@ func execCommand() *cli.Command {
 		Description: "Exit codes: 0 ran; 1 failed (target down, proxy error); 2 bad input;\n" +
 			"3 denied by policy, an approver or the guard; 4 approval timed out.",
 		Flags: append(grantFlags(),
-			&cli.StringFlag{Name: "sql", Usage: "the statement", Required: true},
+			&cli.StringFlag{Name: "sql", Usage: "the statement (postgres targets)"},
+			&cli.StringFlag{Name: "command", Usage: "the shell command (ssh targets)"},
 			&cli.StringFlag{Name: "format", Usage: "table, json or csv", Value: "table"},
 		),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -184,12 +185,15 @@ func execCommand() *cli.Command {
 			if format != "table" && format != "json" && format != "csv" {
 				return usageErr("--format must be table, json or csv, not %q", format)
 			}
+			if (cmd.String("sql") == "") == (cmd.String("command") == "") {
+				return usageErr("exec needs exactly one of --sql (postgres targets) or --command (ssh targets)")
+			}
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			g, err := requestAndWait(ctx, c, cmd, httpapi.GrantRequest{Target: cmd.String("target"), Mode: "exec", SQL: cmd.String("sql"),
-				Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
+				Command: cmd.String("command"), Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
 			if err != nil {
 				return err
 			}
@@ -203,6 +207,9 @@ func execCommand() *cli.Command {
 			}
 			if err := printResult(os.Stdout, format, g.ID, &res); err != nil {
 				return err
+			}
+			if r := res.Result; r != nil && cmd.String("command") != "" && r.Tag != "exit 0" && format == "table" {
+				return cli.Exit(fmt.Sprintf("remote command ended with %s", r.Tag), exitError)
 			}
 			if !cmd.Bool("quiet") && format == "table" {
 				fmt.Fprintf(os.Stderr, "grant %s · recording %s\n", g.ID, res.Recording)

@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
+	sshengine "github.com/jitgate/jitgate/ephemeral/engine/ssh"
 	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/guard/shell"
 	"github.com/jitgate/jitgate/ephemeral/mask"
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/session"
@@ -19,6 +24,7 @@ import (
 func engines() map[spec.Protocol]session.Factory {
 	return map[spec.Protocol]session.Factory{
 		spec.Postgres: newPostgresEngine,
+		spec.SSH:      newSSHEngine,
 	}
 }
 
@@ -59,4 +65,33 @@ func (p pgEngine) Exec(ctx context.Context, sql string) (*spec.Result, error) {
 		return nil, err
 	}
 	return &spec.Result{Columns: res.Columns, Rows: res.Rows, Tag: res.CommandTag, Notices: res.Notices}, nil
+}
+
+func newSSHEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (session.Engine, error) {
+	sg, err := shell.New(shell.Config{Allow: g.Guard.Commands.Allow, Deny: g.Guard.Commands.Deny})
+	if err != nil {
+		return nil, err
+	}
+	var mk *mask.Masker
+	if len(g.Mask.Detectors) > 0 {
+		style, err := mask.ParseStyle(g.Mask.Style)
+		if err != nil {
+			return nil, err
+		}
+		if mk, err = mask.New(mask.Config{Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)}); err != nil {
+			return nil, err
+		}
+	}
+	eng, err := sshengine.New(sshengine.Config{Grant: g, Guard: sg, Masker: mk, Recorder: rec, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return sshEngine{eng}, nil
+}
+
+// sshEngine adds the host key line the broker hands to clients' known_hosts.
+type sshEngine struct{ *sshengine.Engine }
+
+func (e sshEngine) HostKeyLine() string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(e.HostKey())))
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
@@ -29,7 +30,7 @@ func printResult(w io.Writer, format, grantID string, res *httpapi.RunResponse) 
 			}
 			rows = append(rows, m)
 		}
-		printJSON(w, map[string]any{"grant": grantID, "columns": r.Columns, "rows": rows, "tag": r.Tag,
+		printJSON(w, map[string]any{"grant": grantID, "columns": r.Columns, "rows": rows, "tag": r.Tag, "output": r.Output,
 			"notices": r.Notices, "recording": res.Recording})
 	case "csv":
 		cw := csv.NewWriter(w)
@@ -48,6 +49,17 @@ func printResult(w io.Writer, format, grantID string, res *httpapi.RunResponse) 
 		cw.Flush()
 		return cw.Error()
 	default:
+		if len(r.Columns) == 0 && (r.Output != "" || strings.HasPrefix(r.Tag, "exit ") || strings.HasPrefix(r.Tag, "signal ")) {
+			// A shell command: its (masked) output as it came, stderr after it.
+			fmt.Fprint(w, r.Output)
+			for _, n := range r.Notices {
+				fmt.Fprint(os.Stderr, n)
+			}
+			if r.Truncated {
+				fmt.Fprintln(os.Stderr, "jitgate: output truncated at the proxy's limit")
+			}
+			return nil
+		}
 		writeTable(w, r.Columns, r.Rows)
 		for _, n := range r.Notices {
 			fmt.Fprintln(w, "NOTICE:", n)

@@ -23,6 +23,7 @@ import (
 	"github.com/jitgate/jitgate/broker/audit"
 	"github.com/jitgate/jitgate/broker/credentials"
 	"github.com/jitgate/jitgate/broker/credentials/local"
+	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/broker/credentials/vault"
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity"
@@ -207,6 +208,9 @@ func buildSource(t *policy.Target) (credentials.Source, error) {
 	if c.AdminRole != "" {
 		roles[spec.Admin] = c.AdminRole
 	}
+	if t.Protocol == spec.SSH {
+		return buildSSHSource(t)
+	}
 	switch c.Source {
 	case policy.SourceLocal:
 		dsn, err := resolveRef(c.AdminDSN)
@@ -348,4 +352,25 @@ func (e explainer) Explain(ctx context.Context, target, sql string) (float64, er
 		return 0, errors.New("empty plan")
 	}
 	return plan[0].Plan.Rows, nil
+}
+
+// buildSSHSource is the embedded SSH CA for an ssh target: per-grant
+// certificates for the target's login user, valid until the grant ends.
+func buildSSHSource(t *policy.Target) (credentials.Source, error) {
+	if t.Credentials.Source != policy.SourceLocal {
+		return nil, errors.New("ssh targets support source local (the embedded SSH CA) for now")
+	}
+	pemText, err := resolveRef(t.Credentials.CAKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca_key: %w", err)
+	}
+	ca, err := sshca.LoadCA([]byte(pemText))
+	if err != nil {
+		return nil, fmt.Errorf("ca_key: %w", err)
+	}
+	return sshca.New(sshca.Config{
+		CA:          ca,
+		Principals:  map[spec.Access]string{spec.Read: t.User, spec.Write: t.User, spec.Admin: t.User},
+		Permissions: sshca.Permissions{PTY: t.Commands.Interactive, PortForwarding: t.Commands.PortForwarding},
+	})
 }

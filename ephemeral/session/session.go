@@ -149,7 +149,11 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 	if err != nil {
 		return st.fail(g.ID, spec.CodeInternal, fmt.Errorf("session: listen %s: %w", listen, err))
 	}
-	st.send(spec.Status{Type: spec.StatusReady, GrantID: g.ID, Addr: ln.Addr().String()})
+	ready := spec.Status{Type: spec.StatusReady, GrantID: g.ID, Addr: ln.Addr().String()}
+	if hk, ok := eng.(interface{ HostKeyLine() string }); ok {
+		ready.HostKey = hk.HostKeyLine()
+	}
+	st.send(ready)
 	go func() {
 		<-ctx.Done()
 		ln.Close()

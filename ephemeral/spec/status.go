@@ -29,14 +29,16 @@ const (
 // Status is one line of the proxy → launcher channel (JSON Lines on the local
 // launcher's stdout pipe; the Lambda runner's response).
 type Status struct {
-	Type      StatusType `json:"type"`
-	GrantID   string     `json:"grant_id"`
-	Time      time.Time  `json:"time"`
-	Addr      string     `json:"addr,omitempty"`
-	Result    *Result    `json:"result,omitempty"`
-	Code      string     `json:"code,omitempty"`
-	Error     string     `json:"error,omitempty"`
-	Recording string     `json:"recording,omitempty"`
+	Type    StatusType `json:"type"`
+	GrantID string     `json:"grant_id"`
+	Time    time.Time  `json:"time"`
+	Addr    string     `json:"addr,omitempty"`
+	// HostKey is an SSH proxy's host key (authorized_keys format) on StatusReady.
+	HostKey   string  `json:"host_key,omitempty"`
+	Result    *Result `json:"result,omitempty"`
+	Code      string  `json:"code,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	Recording string  `json:"recording,omitempty"`
 }
 
 // Result is the masked result of one exec-mode operation, protocol-neutral.

@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jitgate/jitgate/broker/credentials/sshca"
+	"github.com/jitgate/jitgate/test/sshtest"
+)
+
+// TestSSHExec: an agent runs shell commands on a real OpenSSH server through
+// the broker and the ephemeral SSH proxy, with a per-grant certificate from
+// the embedded CA. Allowed commands run and their output is masked; rm in
+// its disguises is refused before a certificate is minted; the broker and the
+// proxy judge with the same shell guard.
+func TestSSHExec(t *testing.T) {
+	caPEM, err := sshca.GenerateCAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := sshca.LoadCA(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caLine := ssh_authorized(ca)
+	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{caLine}})
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ssh_ca")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A file on the host holding a card number and a canary the agent must not delete.
+	secretFile := filepath.Join(srv.Home, "notes.txt")
+	if err := os.WriteFile(secretFile, []byte("customer card 4111 1111 1111 1111\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		_ = exec.Command("chown", srv.User, secretFile).Run()
+	}
+
+	iss, ts := startTLSIssuer(t)
+	policyText := fmt.Sprintf(`version: 1
+issuers:
+  - {name: test, issuer: %s, audience: jitgate}
+targets:
+  - name: web-1
+    kind: ssh
+    address: %s
+    user: %s
+    known_hosts: [%q]
+    credentials: {source: local, ca_key: "file:%s"}
+    masking: {detectors: [credit_card]}
+rules:
+  - name: agents-run-commands
+    when: '"ai-agents" in identity.groups'
+    targets: [web-1]
+    access: read
+`, ts.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen)
+	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
+	logs := &syncBuffer{}
+	b := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
+	b.Env, b.Stdout, b.Stderr = envv, logs, logs
+	b.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = b.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-b.Process.Pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			t.Logf("broker log:\n%s", logs.String())
+		}
+	})
+	waitHealthy(t, "http://"+listen+"/healthz")
+	tok, err := iss.Token("agent-1", []string{"ai-agents"}, "jitgate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, int) {
+		c := exec.Command(jitgateBin, args...)
+		c.Env = append(envv, "JITGATE_TOKEN="+tok)
+		var out, errb strings.Builder
+		c.Stdout, c.Stderr = &out, &errb
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return out.String(), errb.String(), code
+	}
+	out, errOut, code := run("exec", "--target", "web-1", "--command", "echo hello from $(whoami); cat notes.txt")
+	if code != 0 || !strings.Contains(out, "hello from "+srv.User) {
+		t.Fatalf("allowed command: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	if strings.Contains(strings.ReplaceAll(out, " ", ""), "4111111111111111") || !strings.Contains(out, "customer card") {
+		t.Fatalf("the card number was not masked:\n%s", out)
+	}
+	for _, attack := range []string{"rm -rf notes.txt", "bash -c 'rm -rf notes.txt'", "echo $(rm notes.txt)", "ls; rm notes.txt",
+		"true && rm notes.txt", "echo rm notes.txt | sh", "env rm notes.txt", "/bin/rm notes.txt", "find . -name notes.txt -delete"} {
+		_, errOut, code := run("exec", "--target", "web-1", "--command", attack)
+		if code != 3 || !strings.Contains(errOut, "refused") {
+			t.Errorf("%q: exit %d, stderr %s; want exit 3 (refused)", attack, code, errOut)
+		}
+	}
+	if _, err := os.Stat(secretFile); err != nil {
+		t.Fatalf("the canary file is gone: %v", err)
+	}
+}
