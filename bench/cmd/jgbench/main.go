@@ -57,6 +57,7 @@ type config struct {
 	rounds    int
 	duration  time.Duration
 	clients   []int
+	scripts   []script
 	scale     int
 	execRuns  int
 	grants    int
@@ -94,7 +95,7 @@ func main() {
 func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet("jgbench", flag.ContinueOnError)
 	c := &config{}
-	var clients, skip string
+	var clients, skip, scriptKeys string
 	fs.StringVar(&c.jitgate, "jitgate", "", "the jitgate binary to measure (required)")
 	fs.StringVar(&c.repo, "repo", ".", "the repository root (for go test -bench)")
 	fs.StringVar(&c.out, "out", "bench/RESULTS.md", "where to write the report")
@@ -104,6 +105,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.rounds, "rounds", 3, "pgbench rounds per configuration")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "pgbench -T per run")
 	fs.StringVar(&clients, "clients", "1,8", "pgbench client counts")
+	fs.StringVar(&scriptKeys, "scripts", "select,tpcb", "pgbench workloads: select (-S), tpcb (default script), select-prepared (-S -M prepared)")
 	fs.IntVar(&c.scale, "scale", 10, "pgbench scale factor")
 	fs.IntVar(&c.execRuns, "exec-runs", 40, "timed runs of jitgate exec and of psql -c each")
 	fs.IntVar(&c.grants, "grants", 2000, "grants to issue for the throughput measurement")
@@ -147,6 +149,13 @@ func parseFlags(args []string) (*config, error) {
 			return nil, fmt.Errorf("-clients %q: want positive integers", clients)
 		}
 		c.clients = append(c.clients, n)
+	}
+	for _, k := range strings.Split(scriptKeys, ",") {
+		sc, ok := scriptByKey(strings.TrimSpace(k))
+		if !ok {
+			return nil, fmt.Errorf("-scripts %q: unknown workload %q (want select, tpcb, select-prepared)", scriptKeys, k)
+		}
+		c.scripts = append(c.scripts, sc)
 	}
 	c.skipPaths = map[string]bool{}
 	for _, s := range strings.Split(skip, ",") {

@@ -37,19 +37,38 @@ func validPath(p string) bool {
 
 // script is a pgbench workload.
 type script struct {
-	name string // as shown in the report
-	flag string // the pgbench flag choosing it ("" for the default script)
+	key   string   // as named by -scripts
+	name  string   // as shown in the report
+	flags []string // the pgbench flags choosing it (none for the default script)
 }
 
+// scripts are the workloads -scripts can pick from; the first two are the default.
 var scripts = []script{
-	{"select-only (-S)", "-S"},
-	{"tpcb-like (default)", ""},
+	{"select", "select-only (-S)", []string{"-S"}},
+	{"tpcb", "tpcb-like (default)", nil},
+	// Extended protocol with prepared statements: the statement text repeats,
+	// so the guard's and the masker's caches hit; the relay cost shows alone.
+	{"select-prepared", "select-only prepared (-S -M prepared)", []string{"-S", "-M", "prepared"}},
 }
 
-// pgConfig is one cell of the matrix: a script and a client count.
+func scriptByKey(k string) (script, bool) {
+	for _, s := range scripts {
+		if s.key == k {
+			return s, true
+		}
+	}
+	return script{}, false
+}
+
+// pgConfig is one cell of the matrix: a script (by key) and a client count.
 type pgConfig struct {
-	script  script
+	key     string
 	clients int
+}
+
+func (c pgConfig) script() script {
+	s, _ := scriptByKey(c.key)
+	return s
 }
 
 // pgRun is one pgbench run of one path.
@@ -95,9 +114,7 @@ func (m *pgMatrix) latency(c pgConfig, path string) []float64 {
 func pgbenchArgs(c pgConfig, d time.Duration) []string {
 	threads := min(c.clients, 2)
 	args := []string{"-n"}
-	if c.script.flag != "" {
-		args = append(args, c.script.flag)
-	}
+	args = append(args, c.script().flags...)
 	return append(args, "-c", strconv.Itoa(c.clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(int(d.Seconds())))
 }
 
@@ -142,9 +159,9 @@ func runMatrix(ctx context.Context, cfg *config, s *stack, rawDir string) (*pgMa
 			m.paths = append(m.paths, p)
 		}
 	}
-	for _, sc := range scripts {
+	for _, sc := range cfg.scripts {
 		for _, n := range cfg.clients {
-			c := pgConfig{sc, n}
+			c := pgConfig{sc.key, n}
 			m.configs = append(m.configs, c)
 			m.runs[c] = map[string][]pgRun{}
 			m.commands[c] = map[string]string{}
@@ -160,7 +177,7 @@ func runMatrix(ctx context.Context, cfg *config, s *stack, rawDir string) (*pgMa
 					return m, err
 				}
 				done++
-				s.log.Info("pgbench", "run", fmt.Sprintf("%d/%d", done, total), "round", round+1, "script", c.script.name, "clients", c.clients, "path", path)
+				s.log.Info("pgbench", "run", fmt.Sprintf("%d/%d", done, total), "round", round+1, "script", c.script().name, "clients", c.clients, "path", path)
 				run := s.runPgbench(ctx, cfg, path, c, m, rawDir, round)
 				if run.err != nil {
 					s.log.Warn("pgbench run failed", "path", path, "err", run.err)
@@ -178,7 +195,7 @@ func (s *stack) runPgbench(ctx context.Context, cfg *config, path string, c pgCo
 	cmd, display := s.pgbenchCommand(rctx, cfg.jitgate, path, c, cfg.duration)
 	m.commands[c][path] = display
 	out, err := cmd.CombinedOutput()
-	name := fmt.Sprintf("pgbench-%s-c%d-%s-r%d.txt", strings.Fields(c.script.name)[0], c.clients, path, round+1)
+	name := fmt.Sprintf("pgbench-%s-c%d-%s-r%d.txt", c.key, c.clients, path, round+1)
 	_ = os.WriteFile(filepath.Join(rawDir, name), append([]byte(display+"\n\n"), out...), 0o644)
 	run := pgRun{}
 	if mm := sessionLine.FindSubmatch(out); mm != nil {
@@ -222,12 +239,12 @@ func recordingStats(m *pgMatrix) map[string]harness.RecordingSize {
 			if r.rec == nil || r.err != nil {
 				continue
 			}
-			t := out[c.script.name]
+			t := out[c.script().name]
 			t.Bytes += r.rec.Bytes
 			t.RawBytes += r.rec.RawBytes
 			t.Statements += r.rec.Statements
 			t.Events += r.rec.Events
-			out[c.script.name] = t
+			out[c.script().name] = t
 		}
 	}
 	return out

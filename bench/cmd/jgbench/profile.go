@@ -17,9 +17,9 @@ import (
 type profileResult struct {
 	command   string
 	proxyPID  int
-	byProcess string // perf report --sort comm,pid
-	proxyTop  string // perf report --pid PROXY --sort sym (self time)
-	proxyDSO  string // perf report --pid PROXY --sort dso
+	byProcess string // perf report --sort comm
+	inclusive string // the proxy's own functions and pg_query, with callees
+	self      string // the proxy's hottest symbols, self time
 	err       string
 }
 
@@ -34,7 +34,7 @@ func runProfile(ctx context.Context, cfg *config, s *stack, rawDir string) *prof
 		return r
 	}
 	d := max(cfg.duration, 10*time.Second) + 4*time.Second
-	c := pgConfig{scripts[0], 8}
+	c := pgConfig{"select", 8}
 	cctx, cancel := context.WithTimeout(ctx, d+2*time.Minute)
 	defer cancel()
 	cmd, display := s.pgbenchCommand(cctx, cfg.jitgate, pathJitgate, c, d)
@@ -63,19 +63,22 @@ func runProfile(ctx context.Context, cfg *config, s *stack, rawDir string) *prof
 		return r
 	}
 	r.command = fmt.Sprintf("perf record -a -g -F 499 -- sleep %d   # while: %s", secs, display)
-	report := func(args ...string) string {
-		a := append([]string{"report", "-i", data, "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.7"}, args...)
+	report := func(filter func(string) bool, n int, args ...string) string {
+		a := append([]string{"report", "-i", data, "--stdio", "-g", "none", "--percent-limit", "0"}, args...)
 		b, err := exec.CommandContext(ctx, perf, a...).Output()
 		if err != nil {
 			return fmt.Sprintf("perf report %s: %v", strings.Join(args, " "), err)
 		}
-		return trimPerf(string(b), 30)
+		return trimPerf(string(b), filter, n)
 	}
-	r.byProcess = report("--sort", "comm,pid")
 	pid := strconv.Itoa(r.proxyPID)
-	r.proxyTop = report("--pid", pid, "--sort", "sym")
-	r.proxyDSO = report("--pid", pid, "--sort", "dso")
-	_ = os.WriteFile(filepath.Join(rawDir, "perf-report.txt"), []byte(r.byProcess+"\n\n"+r.proxyDSO+"\n\n"+r.proxyTop), 0o644)
+	r.byProcess = report(nil, 12, "--no-children", "--sort", "comm")
+	r.inclusive = report(func(l string) bool {
+		return strings.Contains(l, "jitgate/jitgate/") || strings.Contains(l, "pg_query_go/v6.Parse") || strings.Contains(l, "runtime.gcBgMarkWorker ") ||
+			strings.HasSuffix(l, "runtime.gcBgMarkWorker")
+	}, 30, "--children", "--pid", pid, "--percentage", "relative", "--sort", "sym")
+	r.self = report(nil, 25, "--no-children", "--pid", pid, "--percentage", "relative", "--sort", "sym")
+	_ = os.WriteFile(filepath.Join(rawDir, "perf-report.txt"), []byte(r.byProcess+"\n\n"+r.inclusive+"\n\n"+r.self), 0o644)
 	return r
 }
 
@@ -109,14 +112,19 @@ func findProxy(parent int) int {
 	return 0
 }
 
-// trimPerf keeps perf's table lines (no comments, no blanks), at most n.
-func trimPerf(s string, n int) string {
+// trimPerf keeps perf's table lines (no comments, no blanks) that pass filter
+// (nil keeps all), at most n.
+func trimPerf(s string, filter func(string) bool, n int) string {
 	var keep []string
 	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimRight(l, " ")
 		if t := strings.TrimSpace(l); t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
-		keep = append(keep, strings.TrimRight(l, " "))
+		if filter != nil && !filter(l) {
+			continue
+		}
+		keep = append(keep, l)
 		if len(keep) == n {
 			break
 		}

@@ -84,7 +84,7 @@ func (r *results) sessionRatios(num, den string) (worst float64, worstCfg string
 		if math.IsNaN(v) {
 			continue
 		}
-		name := fmt.Sprintf("%s c=%d", c.script.name, c.clients)
+		name := fmt.Sprintf("%s c=%d", c.script().name, c.clients)
 		all = append(all, fmt.Sprintf("%s %s", name, ratio(v)))
 		if math.IsNaN(worst) || v < worst {
 			worst, worstCfg = v, name
@@ -172,13 +172,13 @@ func renderMatrix(w writer, r *results) {
 				}
 				return ratio(harness.PairedRatio(tps, m.tps(c, den)))
 			}
-			w("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", c.script.name, c.clients, p, num(medianOK(tps)),
+			w("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", c.script().name, c.clients, p, num(medianOK(tps)),
 				strings.Join(per, ", "), num(medianOK(m.latency(c, p))), rel(pathDirect), rel(pathRelay), rel(pathPgbouncer))
 		}
 	}
 	w("\nCommands (per configuration the client count, `-j` and the script flag change; ports are this run's):\n\n")
 	for _, c := range m.configs {
-		w("- %s, %d client(s):\n", c.script.name, c.clients)
+		w("- %s, %d client(s):\n", c.script().name, c.clients)
 		for _, p := range m.paths {
 			w("  - %s: `%s`\n", p, m.commands[c][p])
 		}
@@ -188,7 +188,7 @@ func renderMatrix(w writer, r *results) {
 		for _, p := range m.paths {
 			for i, run := range m.runs[c][p] {
 				if run.err != nil {
-					errs = append(errs, fmt.Sprintf("%s c=%d %s round %d: %s", c.script.name, c.clients, p, i+1, oneLine(run.err.Error())))
+					errs = append(errs, fmt.Sprintf("%s c=%d %s round %d: %s", c.script().name, c.clients, p, i+1, oneLine(run.err.Error())))
 				}
 			}
 		}
@@ -398,9 +398,11 @@ func renderProfile(w writer, r *results) {
 	}
 	w("System-wide `perf` samples while pgbench -S with 8 clients ran through a session proxy (pid %d).\n"+
 		"`%s`\n\n", p.proxyPID, p.command)
-	w("CPU samples by process (who used the 2 cores):\n\n```\n%s\n```\n\n", p.byProcess)
-	w("The proxy's samples by shared object (kernel = syscalls and TCP):\n\n```\n%s\n```\n\n", p.proxyDSO)
-	w("The proxy's hottest symbols (self time):\n\n```\n%s\n```\n\n", p.proxyTop)
+	w("CPU samples by command over the whole machine (jitgate = the proxy, plus the idle broker and\n"+
+		"`jitgate connect`; anything not postgres, pgbench or jitgate is other people's work):\n\n```\n%s\n```\n\n", p.byProcess)
+	w("Inside the proxy, inclusive time (with callees) of its own functions and of pg_query's parser,\n"+
+		"as a share of the proxy's samples (columns: with callees, self):\n\n```\n%s\n```\n\n", p.inclusive)
+	w("The proxy's hottest symbols by self time ([k] = kernel):\n\n```\n%s\n```\n\n", p.self)
 }
 
 // Formatting helpers.

@@ -12,16 +12,16 @@ import (
 // fakeResults is a run whose ratios are known: jitgate is 0.95× the relay and
 // 1.1× pgbouncer in every round but the tpcb/8 one, where it is 0.5× pgbouncer.
 func fakeResults() *results {
-	cfg := &config{rounds: 2, duration: 10 * time.Second, scale: 10, clients: []int{1, 8}}
+	cfg := &config{rounds: 2, duration: 10 * time.Second, scale: 10, clients: []int{1, 8}, scripts: scripts[:2]}
 	m := &pgMatrix{rounds: 2, paths: allPaths, runs: map[pgConfig]map[string][]pgRun{}, commands: map[pgConfig]map[string]string{}}
-	for _, sc := range scripts {
+	for _, sc := range cfg.scripts {
 		for _, n := range cfg.clients {
-			c := pgConfig{sc, n}
+			c := pgConfig{sc.key, n}
 			m.configs = append(m.configs, c)
 			m.runs[c] = map[string][]pgRun{}
 			m.commands[c] = map[string]string{}
 			bouncer := 1000.0
-			if sc.flag == "" && n == 8 {
+			if sc.key == "tpcb" && n == 8 {
 				bouncer = 2090
 			}
 			for p, tps := range map[string]float64{pathDirect: 2000, pathRelay: 1100, pathPgbouncer: bouncer, pathJitgate: 1045} {
@@ -131,9 +131,11 @@ func TestParseFlags(t *testing.T) {
 		{args: nil, wantErr: "-jitgate BIN is required"},
 		{args: []string{"-jitgate", "x", "-clients", "1,zero"}, wantErr: "-clients"},
 		{args: []string{"-jitgate", "x", "-skip", "pgpool"}, wantErr: "unknown path"},
+		{args: []string{"-jitgate", "x", "-scripts", "select,ycsb"}, wantErr: "unknown workload"},
 		{args: []string{"-jitgate", "x", "-rounds", "0"}, wantErr: "-rounds"},
 		{args: []string{"-jitgate", "x"}, check: func(c *config) bool {
-			return c.rounds == 3 && c.duration == 10*time.Second && len(c.clients) == 2 && c.profile && c.benchCnt == 3
+			return c.rounds == 3 && c.duration == 10*time.Second && len(c.clients) == 2 && c.profile && c.benchCnt == 3 &&
+				len(c.scripts) == 2 && c.scripts[0].key == "select" && c.scripts[1].key == "tpcb"
 		}},
 		{args: []string{"-jitgate", "x", "-quick"}, check: func(c *config) bool {
 			return c.rounds == 1 && c.duration == 3*time.Second && !c.profile && c.benchCnt == 1
