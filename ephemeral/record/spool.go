@@ -39,6 +39,30 @@ type Stored struct {
 	// Location is where the sink put it: its URI(key) when it has one, else the key.
 	Location string
 	Size     int64
+	// Companions are the locations of the grant's companion files stored with
+	// it (asciicast files of terminal channels: "<grant id>.*.cast").
+	Companions []string
+}
+
+// CompanionExt is the extension of a grant's companion files (asciicast
+// recordings of terminal channels, named "<grant id>.<channel>.cast"). They
+// travel with the grant's recording: uploaded first, under the recording's lock.
+const CompanionExt = ".cast"
+
+// companions lists the companion files of grant id in dir.
+func companions(dir, id string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasPrefix(n, id+".") && strings.HasSuffix(n, CompanionExt) {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	return out, nil
 }
 
 // IsRecordingName reports whether a spool file name is a recording (v2, or v1).
@@ -116,6 +140,18 @@ func storeLocked(ctx context.Context, sink Sink, f *os.File, path string) (Store
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
 	}
+	id := strings.TrimSuffix(strings.TrimSuffix(name, Ext), ".jsonl")
+	comp, err := companions(filepath.Dir(path), id)
+	if err != nil {
+		return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
+	}
+	var compLocs []string
+	for _, cp := range comp {
+		if err := storeFile(ctx, sink, cp); err != nil {
+			return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
+		}
+		compLocs = append(compLocs, Location(sink, filepath.Base(cp)))
+	}
 	st, err := f.Stat()
 	if err != nil {
 		return Stored{}, fmt.Errorf("record: upload %s: %w", name, err)
@@ -131,8 +167,27 @@ func storeLocked(ctx context.Context, sink Sink, f *os.File, path string) (Store
 		return Stored{}, fmt.Errorf("record: upload %s: stored, but the spooled copy stays: %w", name, err)
 	}
 	syncDir(filepath.Dir(path))
-	id := strings.TrimSuffix(strings.TrimSuffix(name, Ext), ".jsonl")
-	return Stored{GrantID: id, Key: name, Location: Location(sink, name), Size: st.Size()}, nil
+	return Stored{GrantID: id, Key: name, Location: Location(sink, name), Size: st.Size(), Companions: compLocs}, nil
+}
+
+// storeFile stores one companion file and removes it from the spool.
+func storeFile(ctx context.Context, sink Sink, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := sink.Store(ctx, filepath.Base(path), io.LimitReader(f, st.Size())); err != nil {
+		return fmt.Errorf("companion %s: %w", filepath.Base(path), err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("companion %s: stored, but the spooled copy stays: %w", filepath.Base(path), err)
+	}
+	return nil
 }
 
 // Uploader uploads one finished recording with retries: the proxy's last step.
