@@ -13,16 +13,22 @@
 //
 // Every server is its own process with its own state, so parallel tests do not
 // see each other's resources.
+//
+// Endpoint is a small proxy in front of moto that corrects the few places
+// where moto's answers deviate from the AWS API in ways the Go SDK refuses
+// (see compat.go); everything else passes through unchanged.
 package awstest
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -48,12 +54,15 @@ const (
 
 // Server is a running moto server.
 type Server struct {
-	// Endpoint is the base URL, e.g. http://127.0.0.1:41234.
+	// Endpoint is the base URL clients use, e.g. http://127.0.0.1:41234.
 	Endpoint string
-	cmd      *exec.Cmd
-	log      *lockedBuffer
-	done     chan struct{}
-	stopOnce sync.Once
+	// MotoEndpoint is moto itself, without the compatibility proxy.
+	MotoEndpoint string
+	proxy        *http.Server
+	cmd          *exec.Cmd
+	log          *lockedBuffer
+	done         chan struct{}
+	stopOnce     sync.Once
 }
 
 // Binary finds moto_server on PATH.
@@ -88,7 +97,7 @@ func StartServer() (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), log: &lockedBuffer{}, done: make(chan struct{})}
+		s := &Server{MotoEndpoint: "http://127.0.0.1:" + strconv.Itoa(port), log: &lockedBuffer{}, done: make(chan struct{})}
 		s.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 		// moto must not pick up real credentials or a profile of whoever runs
@@ -103,6 +112,10 @@ func StartServer() (*Server, error) {
 			s.Stop()
 			lastErr = fmt.Errorf("awstest: moto_server on port %d: %w\n%s", port, err, s.log.String())
 			continue
+		}
+		if err := s.startProxy(); err != nil {
+			s.Stop()
+			return nil, err
 		}
 		return s, nil
 	}
@@ -130,7 +143,7 @@ func (s *Server) waitReady(limit time.Duration) error {
 			return fmt.Errorf("exited before it was ready")
 		default:
 		}
-		resp, err := c.Get(s.Endpoint + "/moto-api/")
+		resp, err := c.Get(s.MotoEndpoint + "/moto-api/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -145,6 +158,9 @@ func (s *Server) waitReady(limit time.Duration) error {
 // Stop kills the server and waits for it to exit. It is safe to call twice.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
+		if s.proxy != nil {
+			_ = s.proxy.Close()
+		}
 		if s.cmd.Process != nil {
 			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		}
@@ -230,6 +246,37 @@ func (s *Server) Dump(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("awstest: dump: %d %v", resp.StatusCode, err)
 	}
 	return b, nil
+}
+
+// DefaultSubnets returns the ids of the default VPC's subnets, which moto
+// creates in every region (with DNS hostnames on, which moto's ECS RunTask
+// needs). It asks EC2's query API directly, so tests need no EC2 SDK client.
+func (s *Server) DefaultSubnets(ctx context.Context) ([]string, error) {
+	form := url.Values{"Action": {"DescribeSubnets"}, "Version": {"2016-11-15"},
+		"Filter.1.Name": {"default-for-az"}, "Filter.1.Value.1": {"true"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.Endpoint+"/", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	// moto routes by the service named in the credential scope; it does not
+	// check the signature.
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+AccessKeyID+"/20260101/"+Region+"/ec2/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("awstest: describe subnets: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Subnets []string `xml:"subnetSet>item>subnetId"`
+	}
+	if err := xml.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("awstest: describe subnets: %d %v", resp.StatusCode, err)
+	}
+	if len(out.Subnets) == 0 {
+		return nil, fmt.Errorf("awstest: moto reports no default subnets")
+	}
+	return out.Subnets, nil
 }
 
 func (s *Server) post(ctx context.Context, path string, body []byte) error {

@@ -31,6 +31,10 @@ func TestServerServesS3AndStops(t *testing.T) {
 	if !bytes.Contains(dump, []byte("probe-bucket")) {
 		t.Errorf("Dump does not mention the bucket: %.300s", dump)
 	}
+	subnets, err := srv.DefaultSubnets(ctx)
+	if err != nil || len(subnets) == 0 || subnets[0][:7] != "subnet-" {
+		t.Errorf("DefaultSubnets: %v, %v", subnets, err)
+	}
 	if err := srv.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -65,5 +69,21 @@ func TestServersAreIsolated(t *testing.T) {
 	out, err := cb.ListBuckets(ctx, &s3.ListBucketsInput{})
 	if err != nil || len(out.Buckets) != 0 {
 		t.Errorf("server b sees %d buckets (%v); want none", len(out.Buckets), err)
+	}
+}
+
+func TestFixECS(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{`{"tasks":[{"containers":[{"cpu":256,"memory":512,"name":"p"}]}]}`, `{"tasks":[{"containers":[{"cpu":"256","memory":"512","name":"p"}]}]}`},
+		{`{"task":{"containers":[{"cpu":0}]}}`, `{"task":{"containers":[{"cpu":"0"}]}}`},
+		{`{"tasks":[{"containers":[{"cpu":"256"}]}]}`, `{"tasks":[{"containers":[{"cpu":"256"}]}]}`},
+		{`{"taskDefinition":{"containerDefinitions":[{"cpu":256}]}}`, `{"taskDefinition":{"containerDefinitions":[{"cpu":256}]}}`},
+		{`not json`, `not json`},
+	}
+	for _, tc := range tests {
+		if got := string(awstest.FixECS([]byte(tc.in))); got != tc.want {
+			t.Errorf("FixECS(%s) = %s, want %s", tc.in, got, tc.want)
+		}
 	}
 }
