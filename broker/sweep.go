@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jitgate/jitgate/broker/audit"
@@ -98,6 +99,34 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
+}
+
+// FlushRecordings uploads what proxies left in the recording spool (RecordDir)
+// to sink: recordings whose proxy was killed mid-session (their sealed chunks
+// verify; the missing end is reported by `jitgate recording verify`) and
+// recordings whose upload failed. Files modified within minAge are left for
+// their proxy and launcher. Each stored recording is audited as
+// recording.stored with its new location, and the grant points to it.
+//
+//	n, err := svc.FlushRecordings(ctx, sink, 2*time.Minute) // from the sweeper's loop
+func (s *Service) FlushRecordings(ctx context.Context, sink record.Sink, minAge time.Duration) (int, error) {
+	stored, err := record.FlushSpoolStored(ctx, s.cfg.RecordDir, sink, record.FlushOptions{MinAge: minAge, Now: s.cfg.Now})
+	for _, st := range stored {
+		ev := audit.Event{Type: audit.RecordingStored, GrantID: st.GrantID, Actor: "sweeper", Detail: st.Location}
+		if len(st.Companions) > 0 {
+			ev.Detail += " companions=" + strings.Join(st.Companions, ",")
+		}
+		if g, gerr := s.cfg.Store.Update(ctx, st.GrantID, func(g *grant.Grant) error {
+			g.RecordingPath = st.Location
+			return nil
+		}); gerr == nil {
+			ev.Target = g.Target
+		} else {
+			s.cfg.Logger.Warn("flushed recording of an unknown grant", "grant", st.GrantID, "location", st.Location, "err", gerr)
+		}
+		s.audit(ctx, ev)
+	}
+	return len(stored), err
 }
 
 // auditCommands turns the verdicts a proxy recorded into audit events.

@@ -31,6 +31,9 @@ import (
 	"github.com/jitgate/jitgate/broker/notify"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/broker/store/bolt"
+	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/record/filesink"
+	"github.com/jitgate/jitgate/ephemeral/record/sign"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
@@ -67,8 +70,21 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	if err != nil {
 		return nil, usageErr("%v", err)
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "recordings"), 0o700); err != nil {
-		return nil, usageErr("data dir: %v", err)
+	// Proxies write recordings into the spool and store them in recordings/
+	// before they exit; the flush loop picks up what they leave behind.
+	recDir, spoolDir := filepath.Join(cfg.DataDir, "recordings"), filepath.Join(cfg.DataDir, "spool")
+	for _, d := range []string{recDir, spoolDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, usageErr("data dir: %v", err)
+		}
+	}
+	keyPath := filepath.Join(cfg.DataDir, sign.KeyFileName)
+	if _, err := sign.LoadOrCreateKeyFile(keyPath); err != nil {
+		return nil, cli1(fmt.Errorf("recording signing key: %w", err))
+	}
+	recSink, err := filesink.New(filesink.Config{Dir: recDir})
+	if err != nil {
+		return nil, cli1(err)
 	}
 	st := &stack{}
 	fail := func(err error) (*stack, error) {
@@ -96,7 +112,8 @@ func buildStack(cfg stackConfig) (*stack, error) {
 		return fail(cli1(fmt.Errorf("open audit log: %w", err)))
 	}
 	st.closers = append(st.closers, alog.Close)
-	launcher, err := launchlocal.New(launchlocal.Config{Logger: cfg.Logger})
+	launcher, err := launchlocal.New(launchlocal.Config{Logger: cfg.Logger,
+		Args: []string{"__proxy", "--signing-key", keyPath, "--sink", recDir}})
 	if err != nil {
 		return fail(err)
 	}
@@ -110,7 +127,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	}
 	bcfg := broker.Config{
 		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
-		RecordDir: filepath.Join(cfg.DataDir, "recordings"), MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
+		RecordDir: spoolDir, MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
 		Explainer: explainer{p: p},
 	}
 	if len(p.Notifications) > 0 {
@@ -125,6 +142,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 		return fail(err)
 	}
 	st.svc = svc
+	st.closers = append(st.closers, flushLoop(svc, recSink, cfg.Logger))
 	h, err := httpapi.New(httpapi.Config{Service: svc, Verifier: verifier, Logger: cfg.Logger})
 	if err != nil {
 		return fail(err)
@@ -178,6 +196,33 @@ func loadOrCreateKey(p string) ([]byte, error) {
 		return nil, fmt.Errorf("write %s: %w", p, err)
 	}
 	return b, nil
+}
+
+// flushLoop uploads recordings left in the spool (a killed proxy, a failed
+// upload) every half minute, once they are two minutes old; the returned
+// closer stops it.
+func flushLoop(svc *broker.Service, sink record.Sink, log *slog.Logger) func() error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			if n, err := svc.FlushRecordings(ctx, sink, 2*time.Minute); err != nil && ctx.Err() == nil {
+				log.Warn("recording flush", "stored", n, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() error { cancel(); <-done; return nil }
 }
 
 // maskKey loads or creates the per-deployment key of the "token" mask style.

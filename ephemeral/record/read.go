@@ -49,8 +49,9 @@ type VerifyError struct {
 	// Chunk is the index of the first bad chunk; -1 for the header.
 	Chunk  int
 	Reason string
-	// Incomplete says the recording simply stops: every chunk present is
-	// intact but the final seal is missing. It unwraps to ErrIncomplete.
+	// Incomplete says the recording simply stops: every chunk before Chunk is
+	// intact, and the final seal is missing (the file ends, possibly inside
+	// Chunk). It unwraps to ErrIncomplete.
 	Incomplete bool
 }
 
@@ -184,6 +185,12 @@ func decode(r io.Reader, opts VerifyOptions, strict bool) (Report, error) {
 			rep.Signed = false
 			return rep, &VerifyError{Chunk: i, Reason: fmt.Sprintf(format, a...)}
 		}
+		// A torn tail: what a proxy killed in the middle of a write (or a cut
+		// file) leaves. Every chunk before it is intact.
+		torn := func(reason string) (Report, error) {
+			rep.Signed = signedAll && rep.Chunks > 0
+			return rep, &VerifyError{Chunk: i, Reason: reason, Incomplete: true}
+		}
 		kind, data, err := fr.next()
 		switch {
 		case errors.Is(err, errEOF):
@@ -197,7 +204,7 @@ func decode(r io.Reader, opts VerifyOptions, strict bool) (Report, error) {
 			}
 			return rep, nil
 		case errors.Is(err, io.ErrUnexpectedEOF):
-			return bad("truncated: the file ends inside the chunk data")
+			return torn("truncated: the file ends inside the chunk data")
 		case err != nil:
 			return bad("%v", err)
 		case kind == frameSeal:
@@ -208,7 +215,7 @@ func decode(r io.Reader, opts VerifyOptions, strict bool) (Report, error) {
 		kind, sp, err := fr.next()
 		switch {
 		case errors.Is(err, errEOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return bad("truncated: the file ends before the chunk's seal")
+			return torn("truncated: the file ends before the chunk's seal")
 		case err != nil:
 			return bad("%v", err)
 		case kind != frameSeal:

@@ -255,12 +255,25 @@ func (u Uploader) Upload(ctx context.Context, path string) (Stored, error) {
 // returned joined. A recording whose proxy was killed is uploaded as it is: its
 // sealed chunks verify, and Verify reports the missing end.
 func FlushSpool(ctx context.Context, spoolDir string, sink Sink) (int, error) {
-	st, err := FlushSpoolStored(ctx, spoolDir, sink)
+	st, err := FlushSpoolStored(ctx, spoolDir, sink, FlushOptions{})
 	return len(st), err
 }
 
+// FlushOptions refine FlushSpoolStored.
+type FlushOptions struct {
+	// MinAge leaves alone recordings modified more recently than this: a
+	// periodic sweeper sets it (a few minutes) so it never races a proxy that
+	// has just exited and whose launcher is still reading the recording.
+	MinAge time.Duration
+	// Now is the clock for MinAge (default time.Now).
+	Now func() time.Time
+}
+
 // FlushSpoolStored is FlushSpool returning what was stored where, for the audit trail.
-func FlushSpoolStored(ctx context.Context, spoolDir string, sink Sink) ([]Stored, error) {
+func FlushSpoolStored(ctx context.Context, spoolDir string, sink Sink, opts FlushOptions) ([]Stored, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	entries, err := os.ReadDir(spoolDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -277,6 +290,11 @@ func FlushSpoolStored(ctx context.Context, spoolDir string, sink Sink) ([]Stored
 		}
 		if !e.Type().IsRegular() || !IsRecordingName(e.Name()) {
 			continue
+		}
+		if opts.MinAge > 0 {
+			if fi, err := e.Info(); err != nil || opts.Now().Sub(fi.ModTime()) < opts.MinAge {
+				continue
+			}
 		}
 		st, err := Upload(ctx, sink, filepath.Join(spoolDir, e.Name()))
 		switch {

@@ -89,7 +89,12 @@ func TestSinkDownSpoolsThenFlushUploads(t *testing.T) {
 		t.Fatalf("flush while down: %d, %v", n, err)
 	}
 	sink.down.Store(false)
-	stored, err := record.FlushSpoolStored(context.Background(), spool, sink)
+	// A sweeper with a minimum age leaves a fresh recording alone.
+	if st, err := record.FlushSpoolStored(context.Background(), spool, sink, record.FlushOptions{MinAge: time.Hour}); len(st) != 0 || err != nil {
+		t.Fatalf("flush of a fresh recording with MinAge: %+v, %v", st, err)
+	}
+	stored, err := record.FlushSpoolStored(context.Background(), spool, sink,
+		record.FlushOptions{MinAge: time.Hour, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
 	if err != nil || len(stored) != 1 {
 		t.Fatalf("flush after the sink returned: %v, %+v", err, stored)
 	}

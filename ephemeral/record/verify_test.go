@@ -74,7 +74,7 @@ func TestFlippedByteNamesThatChunk(t *testing.T) {
 			if ve := verifyErr(t, err); ve.Chunk != k {
 				t.Fatalf("flip at %d (chunk %d): error names chunk %d: %v", off, k, ve.Chunk, err)
 			}
-			if rep.Chunks != k || rep.Signed || rep.Complete {
+			if rep.Chunks != k || rep.Complete {
 				t.Fatalf("flip in chunk %d: report %+v", k, rep)
 			}
 		}
@@ -124,7 +124,7 @@ func TestRemovedReorderedAndTruncated(t *testing.T) {
 	// The tail: the final chunk gone, or the file cut anywhere inside it.
 	cases = append(cases, tc{"final chunk removed", b[:chunks[n-1][0].start], n - 1, "without its final seal", true})
 	for _, off := range []int{chunks[n-1][0].start + 3, chunks[n-1][0].end - 1, chunks[n-1][0].end, chunks[n-1][1].end - 1} {
-		cases = append(cases, tc{"tail cut", b[:off], n - 1, "truncated", false})
+		cases = append(cases, tc{"tail cut", b[:off], n - 1, "truncated", true})
 	}
 	cases = append(cases, tc{"data after the end", append(bytes.Clone(b), b[chunks[1][0].start:chunks[1][1].end]...), n, "after the final seal", false})
 	for _, c := range cases {

@@ -1,9 +1,11 @@
 // Package session is the life of one ephemeral proxy: it takes one grant spec,
 // opens the recording (refusing to run if it cannot), builds the guard, masker and
 // protocol engine, then either runs the grant's one operation (exec mode) or
-// accepts agent connections until the grant's deadline (session mode), and reports
-// each step to its launcher as spec.Status lines. Revoking the credential and
-// storing the recording are the launcher's side of the contract: the proxy never
+// accepts agent connections until the grant's deadline (session mode), closes the
+// signed recording and uploads it to the sink before exiting (retrying with
+// backoff; what cannot be uploaded stays in the spool, Grant.Record.Dir, for the
+// broker's sweeper), and reports each step to its launcher as spec.Status lines.
+// Revoking the credential is the launcher's side of the contract: the proxy never
 // holds the admin credential needed to revoke.
 //
 //	err := session.Run(ctx, session.Config{Grant: g, Status: os.Stdout, Logger: log})
@@ -55,6 +57,21 @@ type Config struct {
 	Now    func() time.Time
 	// DrainTimeout bounds how long connections get to finish once the deadline passed.
 	DrainTimeout time.Duration
+
+	// Signer seals the recording's chunks. Nil writes an unsigned recording,
+	// which `jitgate recording verify` refuses: production proxies MUST set it.
+	Signer record.Signer
+	// Recording tunes the recorder (chunk size, size cap, ...); Dir, Header,
+	// Signer and Now are set by Run.
+	Recording record.Config
+	// Sink receives the finished recording before the proxy exits. Nil leaves
+	// it in Grant.Record.Dir (the embedded default where that directory is the
+	// final store).
+	Sink record.Sink
+	// Upload tunes the upload retries (Sink and Logger are set by Run). A
+	// recording still not stored when Upload.Timeout (default 30s) passes stays
+	// spooled, and the exit status names the spooled file.
+	Upload record.Uploader
 }
 
 // Run serves cfg.Grant and returns when the operation finished (exec) or the
@@ -79,13 +96,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := g.Validate(); err != nil {
 		return st.fail(g.ID, spec.CodeBadSpec, err)
 	}
+	parent := ctx
 	ctx, cancel := context.WithDeadline(ctx, g.Deadline)
 	defer cancel()
 
-	rec, err := record.Open(g.Record.Dir, record.Header{
+	rc := cfg.Recording
+	rc.Dir, rc.Signer, rc.Now = g.Record.Dir, cfg.Signer, cfg.Now
+	rc.Header = record.Header{
 		GrantID: g.ID, Identity: g.Identity, Target: g.Target.Name, Rule: g.Rule,
 		LeaseID: g.Credential.LeaseID, Version: Version, Mode: g.Mode.String(), Started: cfg.Now(),
-	})
+	}
+	if cfg.Signer == nil {
+		log.Warn("recording is not signed: no signer configured")
+	}
+	rec, err := record.Create(ctx, rc)
 	if err != nil {
 		// No recording, no session: refuse.
 		return st.fail(g.ID, spec.CodeRecording, fmt.Errorf("session: open recording: %w", err))
@@ -120,8 +144,29 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := closeRec(); err != nil && runErr == nil {
 		runErr = st.fail(g.ID, spec.CodeRecording, fmt.Errorf("session: close recording: %w", err))
 	}
+	recPath = upload(parent, cfg, recPath, log)
 	st.send(spec.Status{Type: spec.StatusExit, GrantID: g.ID, Recording: recPath})
 	return runErr
+}
+
+// upload stores the closed recording in cfg.Sink and returns where it is now:
+// the sink's location, or the spooled path when every attempt failed (the
+// broker's sweeper and `jitgate recordings flush` retry it from there). It runs
+// after the grant's deadline, so it does not inherit it; a stop signal does
+// not cut it short either, only Upload.Timeout does.
+func upload(ctx context.Context, cfg Config, path string, log *slog.Logger) string {
+	if cfg.Sink == nil {
+		return path
+	}
+	u := cfg.Upload
+	u.Sink, u.Logger = cfg.Sink, log
+	stored, err := u.Upload(context.WithoutCancel(ctx), path)
+	if err != nil {
+		log.Error("recording upload failed; it stays spooled for the sweeper", "path", path, "err", err)
+		return path
+	}
+	log.Info("recording stored", "location", stored.Location)
+	return stored.Location
 }
 
 func runExec(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter) error {
