@@ -13,7 +13,7 @@ import (
 )
 
 // goBenchPkgs are the packages whose benchmarks carry in-run baselines.
-var goBenchPkgs = []string{"./ephemeral/mask", "./ephemeral/guard", "./broker/identity", "./ephemeral/engine/postgres", "./broker/audit"}
+var goBenchPkgs = []string{"./ephemeral/mask", "./ephemeral/guard", "./broker/identity", "./ephemeral/engine/postgres", "./broker/audit", "./broker/credentials/local"}
 
 type goBenchResult struct {
 	command string

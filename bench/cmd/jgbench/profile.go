@@ -20,7 +20,35 @@ type profileResult struct {
 	byProcess string // perf report --sort comm
 	inclusive string // the proxy's own functions and pg_query, with callees
 	self      string // the proxy's hottest symbols, self time
+	summary   []string
 	err       string
+}
+
+// profileParts are the functions whose inclusive share the summary names.
+var profileParts = []struct{ label, sym string }{
+	{"guard verdicts", "ephemeral/guard.(*Session).Check"},
+	{"pg_query parsing (guard and masking lineage together)", "pg_query_go/v6.Parse"},
+	{"masking lineage (plan per statement)", "ephemeral/engine/postgres.(*conn).planFor"},
+	{"recording", "ephemeral/record.(*Recorder).Write"},
+	{"socket writes (flush)", "ephemeral/engine/postgres.(*msgWriter).flush"},
+	{"message reads", "ephemeral/engine/postgres.(*msgReader).next"},
+	{"garbage collection", "runtime.gcBgMarkWorker"},
+}
+
+// summarise picks the inclusive share of each profile part from perf's
+// --children table ("  12.3%  0.1%  [.] symbol").
+func summarise(table string) []string {
+	var out []string
+	for _, p := range profileParts {
+		for _, l := range strings.Split(table, "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 4 && strings.HasSuffix(f[len(f)-1], p.sym) {
+				out = append(out, fmt.Sprintf("%s %s", p.label, f[0]))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // runProfile needs perf; cmd/jitgate has no flag or variable to make the proxy
@@ -77,6 +105,7 @@ func runProfile(ctx context.Context, cfg *config, s *stack, rawDir string) *prof
 		return strings.Contains(l, "jitgate/jitgate/") || strings.Contains(l, "pg_query_go/v6.Parse") || strings.Contains(l, "runtime.gcBgMarkWorker ") ||
 			strings.HasSuffix(l, "runtime.gcBgMarkWorker")
 	}, 30, "--children", "--pid", pid, "--percentage", "relative", "--sort", "sym")
+	r.summary = summarise(r.inclusive)
 	r.self = report(nil, 25, "--no-children", "--pid", pid, "--percentage", "relative", "--sort", "sym")
 	_ = os.WriteFile(filepath.Join(rawDir, "perf-report.txt"), []byte(r.byProcess+"\n\n"+r.inclusive+"\n\n"+r.self), 0o644)
 	return r

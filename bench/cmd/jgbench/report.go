@@ -370,6 +370,13 @@ func renderGoBench(w writer, r *results) {
 	}
 	w("\n(vs baseline = time per append over the time of a bare write+fsync of a line the same size.)\n")
 
+	if v, ok := metric("broker/credentials/local", "IssueRevoke", "ns/op"); ok {
+		base, bOK := metric("broker/credentials/local", "BaselineCreateDropRole", "ns/op")
+		w("\n### Credential mint + revoke (local PostgreSQL minter)\n\n| benchmark | ms/op | vs baseline |\n|---|---:|---:|\n")
+		w("| IssueRevoke (CREATE ROLE … VALID UNTIL, COMMENT, then NOLOGIN, terminate, DROP) | %s | %s |\n", num(v/1e6, ok), ratioOK(v, base, bOK))
+		w("| BaselineCreateDropRole (one connection, CREATE ROLE, DROP ROLE) | %s | 1.00× |\n", num(base/1e6, bOK))
+	}
+
 	w("\n<details><summary>Every Go benchmark of the run</summary>\n\n| package | benchmark | ns/op | MB/s | B/op | allocs/op |\n|---|---|---:|---:|---:|---:|\n")
 	for _, k := range s.Keys() {
 		runs := s.Runs(k)
@@ -400,6 +407,9 @@ func renderProfile(w writer, r *results) {
 		"`%s`\n\n", p.proxyPID, p.command)
 	w("CPU samples by command over the whole machine (jitgate = the proxy, plus the idle broker and\n"+
 		"`jitgate connect`; anything not postgres, pgbench or jitgate is other people's work):\n\n```\n%s\n```\n\n", p.byProcess)
+	if len(p.summary) > 0 {
+		w("Where the proxy's CPU went (inclusive, share of its samples): %s.\n\n", strings.Join(p.summary, "; "))
+	}
 	w("Inside the proxy, inclusive time (with callees) of its own functions and of pg_query's parser,\n"+
 		"as a share of the proxy's samples (columns: with callees, self):\n\n```\n%s\n```\n\n", p.inclusive)
 	w("The proxy's hottest symbols by self time ([k] = kernel):\n\n```\n%s\n```\n\n", p.self)

@@ -156,3 +156,16 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSummariseProfile(t *testing.T) {
+	t.Parallel()
+	table := `    15.47%     0.10%  [.] github.com/jitgate/jitgate/ephemeral/guard.(*Session).Check
+    11.56%     0.00%  [.] github.com/pganalyze/pg_query_go/v6.Parse
+     5.01%     0.13%  [.] github.com/jitgate/jitgate/ephemeral/record.(*Recorder).Write
+     4.55%     0.23%  [.] github.com/jitgate/jitgate/ephemeral/record.(*Recorder).writeLocked`
+	got := strings.Join(summarise(table), "; ")
+	want := "guard verdicts 15.47%; pg_query parsing (guard and masking lineage together) 11.56%; recording 5.01%"
+	if got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
