@@ -589,12 +589,17 @@ func (t *mcpTools) run(ctx context.Context, c *apiClient, g httpapi.GrantView, m
 		default:
 			o.State, o.Message = "failed", "the operation failed: "+ae.Message
 			o.Next = "tell the user; the target may be down"
+			if strings.Contains(ae.Message, "SQLSTATE") {
+				// The broker reports the target's own error: the statement, not the target, is at fault.
+				o.Message = "the target refused the statement: " + ae.Message
+				o.Next = "correct the statement and call the tool again (a new grant)"
+			}
 		}
 		return o
 	}
 	o := t.fromGrant(res.Grant)
 	o.State, o.Recording = "ok", firstNonEmpty(res.Recording, o.Recording)
-	o.Approval = nil
+	o.Approval, o.Next = nil, ""
 	r := res.Result
 	if r == nil {
 		r = &spec.Result{}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
@@ -386,6 +387,19 @@ func TestMCPAgainstDev(t *testing.T) {
 		for _, secret := range slices.Concat(shopdb.Cards, shopdb.Emails, shopdb.Hashes) {
 			if strings.Contains(raw, secret) {
 				t.Errorf("planted %q reached the model:\n%s", secret, raw)
+			}
+		}
+		if out.Next != "" {
+			t.Errorf("a success suggests a next step: %q", out.Next)
+		}
+		// A statement PostgreSQL rejects says so, masked, and that the statement is at fault.
+		out, res, raw = call[outcome](t, cs, toolSQLQuery, map[string]any{"target": "orders-db", "sql": "SELECT card_number::int FROM users", "reason": "r"}, nil)
+		if !res.IsError || out.State != "failed" || !strings.Contains(out.Message, "22P02") || !strings.Contains(out.Next, "correct the statement") {
+			t.Errorf("%s", raw)
+		}
+		for _, card := range shopdb.Cards {
+			if strings.Contains(raw, card) {
+				t.Errorf("card %q in an error text:\n%s", card, raw)
 			}
 		}
 		// max_rows truncates what the model sees, and says so.
@@ -891,4 +905,70 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestMCPRunRefusals maps the broker's answers to POST .../run. A block by the
+// proxy's guard at run time cannot be provoked through a real broker (it checks
+// statements with the same guard first), so a stand-in answers with the
+// broker's documented error envelope.
+func TestMCPRunRefusals(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		status int
+		code   string
+		msg    string
+		state  string
+		want   string
+	}{
+		{"guard block", 403, "denied", "denied by policy: blocked: COPY ... TO PROGRAM is forbidden", "blocked", "blocked by the proxy's guard"},
+		{"expired", 410, "expired", "grant expired", "expired", "expired before it ran"},
+		{"someone else's grant", 403, "forbidden", "only the requester can run grant g_x", "forbidden", "only the requester"},
+		{"target down", 503, "unavailable", "unavailable: connect: connection refused", "failed", "the operation failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != "POST" || r.URL.Path != "/v1/grants/g_x/run" {
+					http.NotFound(w, r)
+					return
+				}
+				w.WriteHeader(tc.status)
+				_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": tc.code, "message": tc.msg},
+					"grant": map[string]any{"id": "g_x", "state": "ended", "target": "orders-db"}, "recording": "/rec/g_x.jsonl"})
+			}))
+			defer broker.Close()
+			tools := &mcpTools{cfg: mcpConfig{}}
+			o := tools.run(context.Background(), &apiClient{base: broker.URL, token: "t", http: broker.Client()}, httpapiGrant("g_x"), 0)
+			if o.State != tc.state || !strings.Contains(o.Message, tc.want) || o.GrantID != "g_x" {
+				t.Fatalf("%+v", o)
+			}
+			if tc.state == "blocked" && (o.Recording != "/rec/g_x.jsonl" || len(o.Reasons) != 1 || o.Next == "") {
+				t.Fatalf("block without recording, reason or next step: %+v", o)
+			}
+		})
+	}
+}
+
+func httpapiGrant(id string) httpapi.GrantView {
+	return httpapi.GrantView{ID: id, State: "approved", Target: "orders-db", Mode: "exec"}
+}
+
+// FuzzJWTClaims: the unverified claim reader (list_targets, doctor, device
+// login expiry) never panics, and what it accepts is a JWT-shaped object.
+func FuzzJWTClaims(f *testing.F) {
+	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIiwiZXhwIjoxLjV9.c2ln")
+	f.Add("a.e30.b")
+	f.Add("a.bnVsbA.b")
+	f.Add("..")
+	f.Add("a.W10.b")
+	f.Fuzz(func(t *testing.T, tok string) {
+		claims, err := jwtClaims(tok)
+		if err != nil {
+			return
+		}
+		if claims == nil || strings.Count(tok, ".") != 2 || len(tok) > 16<<10 {
+			t.Fatalf("accepted %q as %v", tok, claims)
+		}
+		_, _ = claimsIdentity(tok, &policy.Policy{Issuers: []policy.Issuer{{Name: "x", Issuer: "https://x", GroupsClaim: "g"}}}, "http://b")
+	})
 }
