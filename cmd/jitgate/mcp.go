@@ -987,6 +987,10 @@ type deviceLoginConfig struct {
 	// carries the MCP protocol).
 	Prompt interface{ Write([]byte) (int, error) }
 	Now    func() time.Time
+	// MinHold is the least time a token is held before it is refreshed, so an
+	// issuer handing out already-expired tokens cannot cause a busy loop;
+	// default 30s.
+	MinHold time.Duration
 }
 
 // deviceLogin signs a human in with the device flow and keeps the token fresh.
@@ -1028,6 +1032,9 @@ func newDeviceLogin(ctx context.Context, cfg deviceLoginConfig) (*deviceLogin, e
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = []string{oidc.ScopeOpenID}
 	}
+	if cfg.MinHold <= 0 {
+		cfg.MinHold = 30 * time.Second
+	}
 	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, cfg.HTTPClient), 30*time.Second)
 	defer cancel()
 	prov, err := oidc.NewProvider(dctx, cfg.Issuer)
@@ -1066,7 +1073,7 @@ func (d *deviceLogin) Token(ctx context.Context) (string, error) {
 	if d.lastErr != nil {
 		return "", fmt.Errorf("device login failed: %w (restart jitgate mcp to sign in again)", d.lastErr)
 	}
-	return "", errors.New("device login has not started yet; try again in a moment")
+	return "", errors.New("device login is signing in (or refreshing the token); try again in a moment")
 }
 
 // Run signs in and keeps the token fresh until ctx ends: it refreshes with the
@@ -1095,8 +1102,11 @@ func (d *deviceLogin) Run(ctx context.Context) {
 		if !d.hold(ctx, tok) {
 			return
 		}
-		// Expired: refresh once; a failed refresh means a new sign-in.
-		nt, err := d.oauth.TokenSource(ctx, tok).Token()
+		// Expired: refresh once; a failed refresh means a new sign-in. The ID
+		// token may expire before the access token, so force the refresh.
+		stale := *tok
+		stale.Expiry = time.Unix(1, 0)
+		nt, err := d.oauth.TokenSource(ctx, &stale).Token()
 		if err != nil {
 			d.cfg.Logger.Warn("device login: refresh failed; signing in again", "err", err)
 			tok = nil
@@ -1148,7 +1158,7 @@ func (d *deviceLogin) hold(ctx context.Context, tok *oauth2.Token) bool {
 	d.raw, d.expires, d.pending, d.lastErr = raw, exp.Add(-30*time.Second), nil, nil
 	d.mu.Unlock()
 	d.cfg.Logger.Info("device login: signed in", "expires", exp)
-	timer := time.NewTimer(max(d.expires.Sub(d.cfg.Now()), 0))
+	timer := time.NewTimer(max(d.expires.Sub(d.cfg.Now()), d.cfg.MinHold))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():

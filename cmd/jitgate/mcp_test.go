@@ -765,6 +765,9 @@ type fakeIdP struct {
 	polls       int
 	pendingFor  int
 	deviceCalls int
+	// expiredID makes the device flow's ID token expired on arrival, so the
+	// login must refresh it at once.
+	expiredID bool
 }
 
 func newFakeIdP(t *testing.T, device bool, pendingFor int) *fakeIdP {
@@ -796,6 +799,17 @@ func newFakeIdP(t *testing.T, device bool, pendingFor int) *fakeIdP {
 	})
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		f.iss.SetURL(f.srv.URL)
+		if r.FormValue("grant_type") == "refresh_token" {
+			if r.FormValue("refresh_token") != "refresh-1" {
+				w.WriteHeader(400)
+				_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
+				return
+			}
+			idt, _ := f.iss.Token("ada", []string{"ai-agents"}, "jitgate-mcp", map[string]any{"refreshed": true})
+			_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "opaque-access-2", "token_type": "Bearer", "expires_in": 3600, "id_token": idt})
+			return
+		}
 		if r.FormValue("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" || r.FormValue("device_code") != "dev-code-1" {
 			w.WriteHeader(400)
 			_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
@@ -810,9 +824,13 @@ func newFakeIdP(t *testing.T, device bool, pendingFor int) *fakeIdP {
 			_, _ = w.Write([]byte(`{"error":"authorization_pending"}`))
 			return
 		}
-		f.iss.SetURL(f.srv.URL)
-		idt, _ := f.iss.Token("ada", []string{"ai-agents"}, "jitgate-mcp", nil)
-		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "opaque-access", "token_type": "Bearer", "expires_in": 3600, "id_token": idt})
+		extra := map[string]any{}
+		if f.expiredID {
+			extra["exp"] = time.Now().Add(-time.Minute).Unix()
+		}
+		idt, _ := f.iss.Token("ada", []string{"ai-agents"}, "jitgate-mcp", extra)
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "opaque-access", "token_type": "Bearer", "expires_in": 3600,
+			"id_token": idt, "refresh_token": "refresh-1"})
 	})
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
@@ -865,6 +883,34 @@ func TestDeviceLogin(t *testing.T) {
 	if !strings.Contains(prompt.String(), "WDJB-MJHT") {
 		t.Errorf("no sign-in instructions on the prompt: %q", prompt.String())
 	}
+}
+
+// TestDeviceLoginRefresh: an ID token that expires (here: on arrival, while
+// the access token is still valid) is refreshed with the refresh token.
+func TestDeviceLoginRefresh(t *testing.T) {
+	t.Parallel()
+	idp := newFakeIdP(t, true, 0)
+	idp.expiredID = true
+	d, err := newDeviceLogin(context.Background(), deviceLoginConfig{Issuer: idp.srv.URL, ClientID: "jitgate-mcp", MinHold: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if tok, err := d.Token(context.Background()); err == nil {
+			claims, _ := jwtClaims(tok)
+			if claims["refreshed"] != true {
+				t.Fatalf("served an expired ID token: %v", claims)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no refreshed token")
 }
 
 func TestDeviceLoginNeedsDeviceEndpoint(t *testing.T) {
