@@ -259,16 +259,16 @@ func TestParseOperation(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"":                                  "want \"METHOD /path\"",
-		"GET":                               "want \"METHOD /path\"",
-		"GET  /x":                           "want \"METHOD /path\"",
-		"GET /x HTTP/1.0":                   "want \"METHOD /path\"",
-		"get /x":                            "not upper case",
-		"GET http://h/x":                    "origin-form",
-		"GET /x\nbad header":                "want \"Name: value\"",
-		"GET /x\nBad Name: v":               "want \"Name: value\"",
-		"GET /x\nA: b\x00c":                 "control byte",
-		strings.Repeat("x", 1<<20+1):        "longer than",
+		"":                           "want \"METHOD /path\"",
+		"GET":                        "want \"METHOD /path\"",
+		"GET  /x":                    "want \"METHOD /path\"",
+		"GET /x HTTP/1.0":            "want \"METHOD /path\"",
+		"get /x":                     "not upper case",
+		"GET http://h/x":             "origin-form",
+		"GET /x\nbad header":         "want \"Name: value\"",
+		"GET /x\nBad Name: v":        "want \"Name: value\"",
+		"GET /x\nA: b\x00c":          "control byte",
+		strings.Repeat("x", 1<<20+1): "longer than",
 	}
 	for s, want := range bad {
 		if _, err := httprule.ParseOperation(s); err == nil || !strings.Contains(err.Error(), want) {
