@@ -338,10 +338,10 @@ func (t *mcpTools) client(ctx context.Context) (*apiClient, *outcome) {
 	return &apiClient{base: t.cfg.Broker, token: tok, http: t.cfg.HTTP}, nil
 }
 
-// operationRequest is the grant request body for non-SQL exec grants. The
-// broker's API only takes SQL today; it refuses the unknown fields, which the
-// tools report as unsupported. Kind names the tool's target kind so a broker
-// can refuse a command aimed at a target of another kind.
+// operationRequest is the grant request body for kube and http exec grants.
+// The broker's API takes SQL and shell commands only today; it refuses these
+// fields, which the tools report as unsupported. Kind names the tool's target
+// kind so a broker can refuse an operation aimed at a target of another kind.
 type operationRequest struct {
 	Target    string `json:"target"`
 	Mode      string `json:"mode"`
@@ -365,7 +365,7 @@ func (t *mcpTools) sshExec(ctx context.Context, req *mcp.CallToolRequest, in ssh
 	if strings.TrimSpace(in.Command) == "" {
 		return result(outcome{State: "bad_request", Message: "command is empty"})
 	}
-	return t.operation(ctx, req, in.Target, spec.SSH, toolSSHExec, in.Command, in.Reason)
+	return t.shellCommand(ctx, req, in.Target, toolSSHExec, in.Command, in.Reason)
 }
 
 func (t *mcpTools) readConfig(ctx context.Context, req *mcp.CallToolRequest, in readConfigIn) (*mcp.CallToolResult, outcome, error) {
@@ -376,7 +376,16 @@ func (t *mcpTools) readConfig(ctx context.Context, req *mcp.CallToolRequest, in 
 	if err != nil {
 		return result(outcome{State: "bad_request", Message: fmt.Sprintf("path %q cannot be quoted for a shell: %v", in.Path, err)})
 	}
-	return t.operation(ctx, req, in.Target, spec.SSH, toolReadConfig, "cat -- "+quoted, in.Reason)
+	return t.shellCommand(ctx, req, in.Target, toolReadConfig, "cat -- "+quoted, in.Reason)
+}
+
+// shellCommand files an exec grant for one command on an ssh target.
+func (t *mcpTools) shellCommand(ctx context.Context, req *mcp.CallToolRequest, target, tool, command, reason string) (*mcp.CallToolResult, outcome, error) {
+	if o := t.checkKind(target, spec.SSH, tool); o != nil {
+		return result(*o)
+	}
+	body := httpapi.GrantRequest{Target: target, Mode: "exec", Command: command, Reason: reason}
+	return result(t.execGrant(ctx, req, body, spec.SSH, 0))
 }
 
 func (t *mcpTools) kubectlExec(ctx context.Context, req *mcp.CallToolRequest, in kubectlExecIn) (*mcp.CallToolResult, outcome, error) {
@@ -460,6 +469,9 @@ func (t *mcpTools) execGrant(ctx context.Context, req *mcp.CallToolRequest, body
 	if _, err := c.do(ctx, "POST", "/v1/grants", body, &g); err != nil {
 		return t.requestFailed(err, kind)
 	}
+	if o := kindMismatch(g, kind); o != nil {
+		return *o
+	}
 	if g.State == "pending" {
 		var err error
 		if g, err = t.waitApproval(ctx, req, c, g); err != nil {
@@ -472,6 +484,27 @@ func (t *mcpTools) execGrant(ctx context.Context, req *mcp.CallToolRequest, body
 		return t.fromGrant(g)
 	}
 	return t.run(ctx, c, g, maxRows)
+}
+
+// kindMismatch refuses to go on with a grant the broker judged as another
+// kind of operation than the tool's: the broker reads sql and command alike,
+// by the target's kind, so `ssh_exec` aimed at a postgres target would run its
+// command as SQL. Nothing has run; the unused grant expires.
+func kindMismatch(g httpapi.GrantView, kind spec.Protocol) *outcome {
+	if len(g.Statements) == 0 || (kind != spec.Postgres && kind != spec.SSH) {
+		return nil
+	}
+	isCommand := g.Statements[0].Class == "command"
+	if isCommand == (kind == spec.SSH) {
+		return nil
+	}
+	judged := "SQL"
+	if isCommand {
+		judged = "a shell command"
+	}
+	return &outcome{State: "bad_request", GrantID: g.ID, Target: g.Target,
+		Message: fmt.Sprintf("target %s is not a %s target: the broker judged the operation as %s; nothing ran", g.Target, kind, judged),
+		Next:    "call list_targets and use the tool that matches the target's kind"}
 }
 
 // requestFailed turns a refused grant request into an outcome.
@@ -495,7 +528,7 @@ func (t *mcpTools) requestFailed(err error, kind spec.Protocol) outcome {
 		o.Next = "do not retry this operation or a rephrasing of it; tell the user the reason, or ask for an operation the policy allows (see list_targets)"
 		return o
 	case "bad_request":
-		if kind != spec.Postgres && strings.Contains(ae.Message, "unknown field") {
+		if kind != spec.Postgres && (strings.Contains(ae.Message, "unknown field") || strings.Contains(ae.Message, "is not available for")) {
 			return outcome{State: "unsupported",
 				Message: fmt.Sprintf("this broker does not accept %s exec grants yet (it refused the request: %s); nothing ran", kind, ae.Message),
 				Next:    "tell the user that " + kind.String() + " access through jitgate is not available on this broker yet"}

@@ -27,13 +27,16 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
+	"github.com/jitgate/jitgate/test/sshtest"
 )
 
 // The jitgate binary, built once for the tests that need a real `jitgate dev`
@@ -84,14 +87,21 @@ type devStack struct {
 
 func startDev(t *testing.T) *devStack {
 	t.Helper()
-	bin := jitgateBinary(t)
+	jitgateBinary(t) // build while PostgreSQL starts
 	pg := pgtest.Start(t)
 	if err := shopdb.Setup(context.Background(), pg); err != nil {
 		t.Fatal(err)
 	}
+	return startDevPolicy(t, shopdb.PolicyFor(pg.Addr()), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"))
+}
+
+// startDevPolicy runs `jitgate dev` with policyText and extra environment.
+func startDevPolicy(t *testing.T, policyText string, env ...string) *devStack {
+	t.Helper()
+	bin := jitgateBinary(t)
 	dir := t.TempDir()
 	d := &devStack{t: t, policy: filepath.Join(dir, "policy.yaml"), logs: &lockedBuffer{}}
-	if err := os.WriteFile(d.policy, []byte(shopdb.PolicyFor(pg.Addr())), 0o600); err != nil {
+	if err := os.WriteFile(d.policy, []byte(policyText), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var err error
@@ -100,7 +110,7 @@ func startDev(t *testing.T) *devStack {
 	}
 	listen := freeLoopbackAddr(t)
 	d.broker = "http://" + listen
-	d.env = append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "JITGATE_BROKER="+d.broker)
+	d.env = append(append(os.Environ(), env...), "JITGATE_BROKER="+d.broker)
 	cmd := exec.Command(bin, "dev", "--policy", d.policy, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
 	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, d.logs, d.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -470,8 +480,6 @@ func TestMCPAgainstDev(t *testing.T) {
 			tool string
 			args map[string]any
 		}{
-			{toolSSHExec, map[string]any{"target": "web-1", "command": "uptime", "reason": "r"}},
-			{toolReadConfig, map[string]any{"target": "web-1", "path": "/etc/app/config.yaml", "reason": "r"}},
 			{toolKubectlExec, map[string]any{"target": "prod-k8s", "namespace": "shop", "pod": "api-0", "command": []string{"env"}, "reason": "r"}},
 			{toolHTTPRequest, map[string]any{"target": "billing-api", "method": "GET", "path": "/v1/invoices?limit=1", "reason": "r"}},
 		} {
@@ -479,6 +487,16 @@ func TestMCPAgainstDev(t *testing.T) {
 			if !res.IsError || out.State != "unsupported" || !strings.Contains(out.Message, "does not accept") || !strings.Contains(out.Message, "nothing ran") {
 				t.Errorf("%s: %s", tc.tool, raw)
 			}
+		}
+		// The broker reads a command by the target's kind: ssh_exec aimed at a
+		// postgres target is judged as SQL, and the tool refuses to run it.
+		out, res, raw := call[outcome](t, nop, toolSSHExec, map[string]any{"target": "orders-db", "command": "SELECT count(*) FROM orders", "reason": "r"}, nil)
+		if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, "judged the operation as SQL; nothing ran") {
+			t.Fatalf("%s", raw)
+		}
+		st, _, raw := call[outcome](t, nop, toolGrantStatus, map[string]any{"grant_id": out.GrantID, "run": false}, nil)
+		if st.State != "approved" {
+			t.Fatalf("the mismatched grant ran or vanished: %s", raw)
 		}
 	})
 
@@ -1017,4 +1035,88 @@ func FuzzJWTClaims(f *testing.F) {
 		}
 		_, _ = claimsIdentity(tok, &policy.Policy{Issuers: []policy.Issuer{{Name: "x", Issuer: "https://x", GroupsClaim: "g"}}}, "http://b")
 	})
+}
+
+// TestMCPSSH: ssh_exec and read_config against a real OpenSSH server through
+// jitgate dev, its SSH proxy and a per-grant certificate from the embedded CA.
+func TestMCPSSH(t *testing.T) {
+	t.Parallel()
+	if _, err := sshtest.SSHD(); err != nil {
+		t.Skipf("no sshd: %v (make deps installs openssh-server)", err)
+	}
+	caPEM, err := sshca.GenerateCAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := sshca.LoadCA(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{gossh.MarshalAuthorizedKey(ca.PublicKey())}})
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ssh_ca")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(srv.Home, "notes.txt")
+	if err := os.WriteFile(notes, []byte("customer card 4111 1111 1111 1111\nowner: ops\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		_ = exec.Command("chown", srv.User, notes).Run()
+	}
+	d := startDevPolicy(t, fmt.Sprintf(`version: 1
+targets:
+  - name: web-1
+    kind: ssh
+    address: %s
+    user: %s
+    known_hosts: [%q]
+    credentials: {source: local, ca_key: "file:%s"}
+    masking: {detectors: [credit_card]}
+rules:
+  - name: agents-run-commands
+    when: '"ai-agents" in identity.groups'
+    targets: [web-1]
+    access: read
+`, srv.Addr, srv.User, srv.KnownHosts, caFile))
+	agent := d.token("agent-1", "ai-agents")
+	cs := connectMCP(t, mcpConfig{Broker: d.broker, Tokens: staticToken(agent), Policy: d.pol}, nil)
+
+	lt, _, raw := call[listTargetsOut](t, cs, toolListTargets, map[string]any{}, nil)
+	if len(lt.Targets) != 1 || lt.Targets[0].Kind != "ssh" || !strings.Contains(lt.Targets[0].Tool, toolSSHExec) {
+		t.Fatalf("%s", raw)
+	}
+	out, res, raw := call[outcome](t, cs, toolSSHExec, map[string]any{"target": "web-1", "command": "echo hello from $(whoami); cat notes.txt", "reason": "r"}, nil)
+	if res.IsError || out.State != "ok" || !strings.Contains(out.Output, "hello from "+srv.User) || !strings.Contains(out.Output, "customer card") || out.Tag != "exit 0" {
+		t.Fatalf("%s", raw)
+	}
+	if strings.Contains(strings.ReplaceAll(raw, " ", ""), "4111111111111111") {
+		t.Fatalf("card reached the model: %s", raw)
+	}
+	out, _, raw = call[outcome](t, cs, toolReadConfig, map[string]any{"target": "web-1", "path": notes, "reason": "r"}, nil)
+	if out.State != "ok" || !strings.Contains(out.Output, "owner: ops") || strings.Contains(strings.ReplaceAll(raw, " ", ""), "4111111111111111") {
+		t.Fatalf("%s", raw)
+	}
+	// A path with shell metacharacters is one quoted argument, never a second command.
+	out, _, raw = call[outcome](t, cs, toolReadConfig, map[string]any{"target": "web-1", "path": "/nonexistent; rm -rf " + notes, "reason": "r"}, nil)
+	if out.State != "ok" || !strings.Contains(out.Tag, "exit 1") {
+		t.Fatalf("%s", raw)
+	}
+	for _, attack := range []string{"rm -rf notes.txt", "bash -c 'rm -rf notes.txt'", "echo rm notes.txt | sh"} {
+		out, res, raw := call[outcome](t, cs, toolSSHExec, map[string]any{"target": "web-1", "command": attack, "reason": "r"}, nil)
+		if !res.IsError || out.State != "denied" || !strings.Contains(strings.Join(out.Reasons, ";"), "refused") {
+			t.Errorf("%q: %s", attack, raw)
+		}
+	}
+	if _, err := os.Stat(notes); err != nil {
+		t.Fatalf("the file is gone: %v", err)
+	}
+	// sql_query aimed at the ssh target, without a local policy to catch it:
+	// the broker judges it as a shell command and the tool refuses to run it.
+	nop := connectMCP(t, mcpConfig{Broker: d.broker, Tokens: staticToken(agent)}, nil)
+	out, res, raw = call[outcome](t, nop, toolSQLQuery, map[string]any{"target": "web-1", "sql": "SELECT 1", "reason": "r"}, nil)
+	if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, "as a shell command; nothing ran") {
+		t.Fatalf("%s", raw)
+	}
 }
