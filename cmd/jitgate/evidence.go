@@ -160,6 +160,11 @@ func replayCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if pub == nil {
+				// A recording given by path inside a data dir (DATA_DIR/recordings/x.jgr):
+				// that data dir's key. `recording verify` never guesses like this.
+				pub, _ = sign.ReadPublicKey(filepath.Join(filepath.Dir(filepath.Dir(p)), sign.PublicKeyFileName))
+			}
 			var evs []record.Event
 			rep, verr := record.VerifyFile(p, record.VerifyOptions{PublicKey: pub, OnEvent: func(ev record.Event) error {
 				evs = append(evs, ev)
@@ -193,6 +198,8 @@ func replayCommand() *cli.Command {
 				return cli.Exit(fmt.Sprintf("%s: BROKEN at %s; the transcript above stops before it", p, verifyWhere(ve)), exitError)
 			case pub == nil:
 				fmt.Fprintln(os.Stderr, "jitgate: note: signature not checked (no public key; pass --public-key)")
+			default:
+				fmt.Fprintf(os.Stderr, "jitgate: verified: %d chunks, complete, signed by %s\n", rep.Chunks, rep.KeyID)
 			}
 			return nil
 		},
