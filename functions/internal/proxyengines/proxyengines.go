@@ -1,0 +1,101 @@
+// Package proxyengines is the closed table of protocol engines the runner
+// function serves, in Lambda (exec grants) and in ECS (session grants): the
+// same table cmd/jitgate builds for its local proxy, built here as a value
+// because cmd/jitgate is a main package. Today it has one entry: postgres.
+package proxyengines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
+	sshengine "github.com/jitgate/jitgate/ephemeral/engine/ssh"
+	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/guard/shell"
+	"github.com/jitgate/jitgate/ephemeral/mask"
+	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/session"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// Engines is the closed set of protocol engines the runner serves.
+func Engines() map[spec.Protocol]session.Factory {
+	return map[spec.Protocol]session.Factory{
+		spec.Postgres: newPostgresEngine,
+		spec.SSH:      newSSHEngine,
+	}
+}
+
+func newPostgresEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (session.Engine, error) {
+	gd, err := guard.New(guard.Config{
+		Access: g.Guard.Access, DenyFunctions: g.Guard.DenyFunctions, AllowFunctions: g.Guard.AllowFunctions,
+		DenyKinds: g.Guard.DenyKinds, AllowKinds: g.Guard.AllowKinds,
+	})
+	if err != nil {
+		return nil, err
+	}
+	style, err := mask.ParseStyle(g.Mask.Style)
+	if err != nil {
+		return nil, err
+	}
+	mk, err := mask.New(mask.Config{Columns: g.Mask.Columns, Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)})
+	if err != nil {
+		return nil, err
+	}
+	eng, err := postgres.New(postgres.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return pgEngine{eng}, nil
+}
+
+// pgEngine adapts the PostgreSQL engine's tabular result to spec.Result.
+type pgEngine struct{ e *postgres.Engine }
+
+func (p pgEngine) Serve(ctx context.Context, c net.Conn) error { return p.e.Serve(ctx, c) }
+
+func (p pgEngine) Exec(ctx context.Context, sql string) (*spec.Result, error) {
+	res, err := p.e.Exec(ctx, sql)
+	if errors.Is(err, postgres.ErrBlocked) {
+		return nil, fmt.Errorf("%w: %v", session.ErrBlocked, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &spec.Result{Columns: res.Columns, Rows: res.Rows, Tag: res.CommandTag, Notices: res.Notices}, nil
+}
+
+func newSSHEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (session.Engine, error) {
+	sg, err := shell.New(shell.Config{Allow: g.Guard.Commands.Allow, Deny: g.Guard.Commands.Deny})
+	if err != nil {
+		return nil, err
+	}
+	var mk *mask.Masker
+	if len(g.Mask.Detectors) > 0 {
+		style, err := mask.ParseStyle(g.Mask.Style)
+		if err != nil {
+			return nil, err
+		}
+		if mk, err = mask.New(mask.Config{Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)}); err != nil {
+			return nil, err
+		}
+	}
+	eng, err := sshengine.New(sshengine.Config{Grant: g, Guard: sg, Masker: mk, Recorder: rec, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return sshEngine{eng}, nil
+}
+
+// sshEngine adds the host key line the broker hands to clients' known_hosts.
+type sshEngine struct{ *sshengine.Engine }
+
+func (e sshEngine) HostKeyLine() string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(e.HostKey())))
+}
