@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,9 +25,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v3"
 	bbolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/jitgate/jitgate/broker/audit"
+	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/broker/policy"
+	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
 func doctorCommand() *cli.Command {
@@ -207,10 +212,12 @@ func countKeys(ctx context.Context, c *http.Client, u string) (int, error) {
 func checkCredentials(ctx context.Context, cfg doctorConfig, t *policy.Target) (checkResult, bool) {
 	r := checkResult{Name: "credentials " + t.Name}
 	c := t.Credentials
-	switch c.Source {
-	case policy.SourceLocal:
+	switch {
+	case t.Protocol == spec.SSH:
+		return checkSSHSource(ctx, cfg, t), true
+	case c.Source == policy.SourceLocal:
 		return checkLocalSource(ctx, cfg, t), true
-	case policy.SourceVault:
+	case c.Source == policy.SourceVault:
 		client, err := cfg.Vault()
 		if err != nil {
 			r.Detail, r.Fix = err.Error(), "export VAULT_ADDR and VAULT_TOKEN for the broker (a token whose policy may read "+c.VaultMount+"/creds/*)"
@@ -239,6 +246,67 @@ func checkCredentials(ctx context.Context, cfg doctorConfig, t *policy.Target) (
 		return r, true
 	}
 	return r, false
+}
+
+// checkSSHSource loads the target's CA key and shakes hands with its sshd:
+// the host key must match known_hosts (authentication is not attempted).
+func checkSSHSource(ctx context.Context, cfg doctorConfig, t *policy.Target) checkResult {
+	r := checkResult{Name: "credentials " + t.Name}
+	pemText, err := resolveRef(t.Credentials.CAKey)
+	if err != nil {
+		r.Detail, r.Fix = fmt.Sprintf("ca_key %s: %v", t.Credentials.CAKey, err), "set credentials.ca_key to env:NAME or file:PATH holding the SSH CA's private key"
+		return r
+	}
+	ca, err := sshca.LoadCA([]byte(pemText))
+	if err != nil {
+		r.Detail, r.Fix = "ca_key does not load: "+oneLine(err.Error()), "ca_key must hold the SSH CA's private key in PEM (OpenSSH) form"
+		return r
+	}
+	kh, err := os.CreateTemp("", "jitgate-doctor-known-hosts-*")
+	if err != nil {
+		r.Detail, r.Fix = err.Error(), "make the temporary directory writable"
+		return r
+	}
+	defer os.Remove(kh.Name())
+	_, _ = kh.WriteString(strings.Join(t.KnownHosts, "\n") + "\n")
+	kh.Close()
+	check, err := knownhosts.New(kh.Name())
+	if err != nil {
+		r.Detail, r.Fix = "known_hosts: "+oneLine(err.Error()), "known_hosts entries are OpenSSH known_hosts lines (host key-type base64-key, or @cert-authority ...)"
+		return r
+	}
+	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.Address)
+	if err != nil {
+		r.Detail, r.Fix = fmt.Sprintf("connect to %s: %s", t.Address, oneLine(err.Error())), "check the target's address and that sshd listens there (firewalls, security groups)"
+		return r
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(cfg.Timeout))
+	hostKeyOK := false
+	_, _, _, err = ssh.NewClientConn(conn, t.Address, &ssh.ClientConfig{User: t.User, Timeout: cfg.Timeout,
+		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
+			if err := check(host, remote, key); err != nil {
+				return err
+			}
+			hostKeyOK = true
+			return nil
+		}})
+	var ke *knownhosts.KeyError
+	switch {
+	case errors.As(err, &ke) || (err != nil && !hostKeyOK && strings.Contains(err.Error(), "knownhosts")):
+		r.Detail = fmt.Sprintf("the host key of %s does not match known_hosts: %s", t.Address, oneLine(err.Error()))
+		r.Fix = "verify the host's key out of band, then put it in known_hosts (ssh-keyscan -p PORT HOST prints candidates); the proxy refuses to connect until then"
+		return r
+	case !hostKeyOK:
+		r.Detail, r.Fix = fmt.Sprintf("SSH handshake with %s: %v", t.Address, err), "check that the address is an SSH server"
+		return r
+	}
+	r.OK = true
+	r.Detail = fmt.Sprintf("CA key %s loads; %s presents a host key in known_hosts (sshd must trust the CA: TrustedUserCAKeys; principal %s)",
+		ssh.FingerprintSHA256(ca.PublicKey()), t.Address, t.User)
+	return r
 }
 
 func vaultFromEnv() (*vaultapi.Client, error) {

@@ -19,13 +19,16 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	bbolt "go.etcd.io/bbolt"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/jitgate/jitgate/broker/audit"
 	"github.com/jitgate/jitgate/broker/credentials/local"
+	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
+	"github.com/jitgate/jitgate/test/sshtest"
 	"github.com/jitgate/jitgate/test/vaulttest"
 )
 
@@ -357,4 +360,69 @@ rules: []
 	if out, code = run("doctor"); code != exitUsage || !strings.Contains(out, "--policy") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
+}
+
+// TestDoctorSSH checks ssh targets against a real sshd: the CA key loads and
+// the host key matches known_hosts; a wrong host key or a broken CA key fails
+// with a fix.
+func TestDoctorSSH(t *testing.T) {
+	t.Parallel()
+	if _, err := sshtest.SSHD(); err != nil {
+		t.Skipf("no sshd: %v (make deps installs openssh-server)", err)
+	}
+	caPEM, err := sshca.GenerateCAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := sshca.LoadCA(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{gossh.MarshalAuthorizedKey(ca.PublicKey())}})
+	other, err := sshca.LoadCA(mustPEM(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongHost := srv.Host + " " + strings.TrimSpace(string(gossh.MarshalAuthorizedKey(other.PublicKey())))
+	if srv.Port != 22 {
+		wrongHost = fmt.Sprintf("[%s]:%d %s", srv.Host, srv.Port, strings.TrimSpace(string(gossh.MarshalAuthorizedKey(other.PublicKey()))))
+	}
+	dir := t.TempDir()
+	caFile, badCA := filepath.Join(dir, "ca"), filepath.Join(dir, "bad-ca")
+	_ = os.WriteFile(caFile, caPEM, 0o600)
+	_ = os.WriteFile(badCA, []byte("not a key"), 0o600)
+	pol := filepath.Join(dir, "policy.yaml")
+	target := func(name, knownHosts, ca, addr string) string {
+		return fmt.Sprintf("  - {name: %s, kind: ssh, address: %q, user: %s, known_hosts: [%q], credentials: {source: local, ca_key: \"file:%s\"}}\n", name, addr, srv.User, knownHosts, ca)
+	}
+	_ = os.WriteFile(pol, []byte("version: 1\ntargets:\n"+
+		target("ssh-good", srv.KnownHosts, caFile, srv.Addr)+
+		target("ssh-wrong-host-key", wrongHost, caFile, srv.Addr)+
+		target("ssh-bad-ca", srv.KnownHosts, badCA, srv.Addr)+
+		target("ssh-down", srv.KnownHosts, caFile, freeLoopbackAddr(t))+
+		"rules: []\n"), 0o600)
+	got := byName(runDoctor(context.Background(), doctorConfig{PolicyPath: pol, DataDir: filepath.Join(dir, "data")}))
+	for name, want := range map[string]struct {
+		ok          bool
+		detail, fix string
+	}{
+		"credentials ssh-good":           {true, "presents a host key in known_hosts", ""},
+		"credentials ssh-wrong-host-key": {false, "does not match known_hosts", "ssh-keyscan"},
+		"credentials ssh-bad-ca":         {false, "ca_key does not load", "private key"},
+		"credentials ssh-down":           {false, "connection refused", "sshd listens"},
+	} {
+		r, found := got[name]
+		if !found || r.OK != want.ok || !strings.Contains(r.Detail, want.detail) || !strings.Contains(r.Fix, want.fix) {
+			t.Errorf("%s: %+v, want ok=%v ~%q fix ~%q", name, r, want.ok, want.detail, want.fix)
+		}
+	}
+}
+
+func mustPEM(t *testing.T) []byte {
+	t.Helper()
+	b, err := sshca.GenerateCAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
