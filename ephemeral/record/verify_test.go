@@ -402,3 +402,24 @@ func TestV1StillReads(t *testing.T) {
 		t.Fatalf("Verify of v1: %v", err)
 	}
 }
+
+// ReadFile reads a recording whose tail is torn (a live or killed proxy) up to
+// its last whole chunk; Verify reports the tear.
+func TestReadFileStopsAtATornTail(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, b := writeRecording(t, dir, "g-torn", nil, 120)
+	chunks := chunkFrames(t, b)
+	last := chunks[len(chunks)-1]
+	p := filepath.Join(dir, "torn"+record.Ext)
+	if err := os.WriteFile(p, b[:last[0].start+7], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, evs, err := record.ReadFile(p)
+	if err != nil || len(evs) == 0 || evs[len(evs)-1].Type == record.Ended {
+		t.Fatalf("ReadFile of a torn tail: %v, %d events", err, len(evs))
+	}
+	if _, err := record.VerifyFile(p, record.VerifyOptions{}); !errors.Is(err, record.ErrIncomplete) {
+		t.Fatalf("Verify of a torn tail: %v", err)
+	}
+}
