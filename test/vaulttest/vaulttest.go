@@ -15,6 +15,9 @@
 //	PUT|POST   sys/wrapping/unwrap            single use; a used or expired token → 400
 //	                                          "wrapping token is not valid or does not exist"
 //	GET|HEAD   sys/health                     no token needed; 200, or 503 with sealed=true when down
+//	GET        <kv mount>/data/<path>[?version=N]  KV v2 read (Config.KV, PutKV); 404 {"errors":[]} when
+//	                                          unknown, 404 with data=null and the version metadata when
+//	                                          that version is deleted or destroyed (DeleteKV, DestroyKV)
 //
 // Any response that returns a secret is wrapped when the request carries
 // X-Vault-Wrap-TTL (seconds or a Go duration). Every path but sys/health needs
@@ -82,17 +85,24 @@ type Config struct {
 	TTL time.Duration
 	// Now is the clock for leases and wrapping-token expiry; default time.Now.
 	Now func() time.Time
+	// KV seeds KV v2 mounts: mount → secret path → data, stored as version 1.
+	// A double with KV only may leave Minter and Roles empty.
+	KV map[string]map[string]map[string]any
 }
 
 func (c *Config) validate() error {
-	if c.Minter == nil {
+	if err := c.validateKV(); err != nil {
+		return err
+	}
+	kvOnly := c.Minter == nil && len(c.Roles) == 0 && len(c.KV) > 0
+	if c.Minter == nil && !kvOnly {
 		return fmt.Errorf("vaulttest: Minter is required")
 	}
 	if c.Mount == "" {
 		c.Mount = "database"
 	}
 	c.Mount = strings.Trim(c.Mount, "/")
-	if len(c.Roles) == 0 {
+	if len(c.Roles) == 0 && !kvOnly {
 		return fmt.Errorf("vaulttest: Roles is empty")
 	}
 	for name, a := range c.Roles {
@@ -137,6 +147,7 @@ type Server struct {
 	leases map[string]spec.Credential // lease id → minter credential
 	wraps  map[string]wrapped         // wrapping token → response
 	calls  []Call
+	kv     map[string]map[string]*kvSecret // KV v2: mount → path → versions
 }
 
 type wrapped struct {
@@ -156,6 +167,12 @@ func Start(tb testing.TB, cfg Config) *Server {
 		cfg:    cfg,
 		leases: map[string]spec.Credential{},
 		wraps:  map[string]wrapped{},
+		kv:     map[string]map[string]*kvSecret{},
+	}
+	for mount, paths := range cfg.KV {
+		for p, data := range paths {
+			s.PutKV(mount, p, data)
+		}
 	}
 	s.hs = httptest.NewServer(s)
 	tb.Cleanup(func() {
@@ -309,6 +326,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if token != s.Token {
 		writeErrors(w, http.StatusForbidden, errPermissionDenied)
+		return
+	}
+	if mount, secretPath, ok := s.kvPath(path); ok {
+		if r.Method != http.MethodGet {
+			writeErrors(w, http.StatusMethodNotAllowed, errUnsupportedOp)
+			return
+		}
+		s.kvRead(w, r, mount, secretPath)
 		return
 	}
 	switch {
