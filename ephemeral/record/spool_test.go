@@ -15,6 +15,15 @@ import (
 
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/filesink"
+	"github.com/jitgate/jitgate/ephemeral/record/s3sink"
+)
+
+// Both sinks are record.Sinks, and both can say where a key ends up.
+var (
+	_ record.Sink                     = (*filesink.Sink)(nil)
+	_ record.Sink                     = (*s3sink.Sink)(nil)
+	_ interface{ URI(string) string } = (*filesink.Sink)(nil)
+	_ interface{ URI(string) string } = (*s3sink.Sink)(nil)
 )
 
 // flakySink is a filesink that, while down, reads part of the upload and then
