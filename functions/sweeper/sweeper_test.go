@@ -78,7 +78,7 @@ func TestSweeperFunctionUnderTheEmulator(t *testing.T) {
 		}
 		return g
 	}
-	stale := mk(grant.Pending, now.Add(-time.Hour))  // waited past PendingUntil
+	stale := mk(grant.Pending, now.Add(-time.Hour))   // waited past PendingUntil
 	fresh := mk(grant.Pending, now.Add(-time.Second)) // still within its wait
 	overdue := mk(grant.Approved, now.Add(-time.Hour))
 	if _, err := store.Update(ctx, overdue.ID, func(g *grant.Grant) error {
