@@ -33,12 +33,17 @@ type flakySink struct {
 	down     atomic.Bool
 	failNext atomic.Int64 // fail this many more calls, then work
 	calls    atomic.Int64
+	// afterCall, when set, runs after every call with the call count.
+	afterCall func(n int64)
 }
 
 var errSinkDown = errors.New("sink unreachable")
 
 func (s *flakySink) Store(ctx context.Context, key string, r io.Reader) error {
-	s.calls.Add(1)
+	n := s.calls.Add(1)
+	if s.afterCall != nil {
+		defer s.afterCall(n)
+	}
 	if s.down.Load() || s.failNext.Add(-1) >= 0 {
 		_, _ = io.CopyN(io.Discard, r, 100)
 		return errSinkDown
@@ -79,14 +84,23 @@ func TestSinkDownSpoolsThenFlushUploads(t *testing.T) {
 	path, orig := writeRecording(t, spool, "g-down", s, 200)
 	sink, store := newFlaky(t)
 	sink.down.Store(true)
-	u := record.Uploader{Sink: sink, Initial: time.Millisecond, Max: 4 * time.Millisecond, Timeout: 200 * time.Millisecond}
-	_, err := u.Upload(context.Background(), path)
+	// The proxy gives up after its third attempt (its exit cannot wait for ever).
+	ctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
+	sink.afterCall = func(n int64) {
+		if n == 3 {
+			giveUp()
+		}
+	}
+	u := record.Uploader{Sink: sink, Initial: time.Millisecond, Max: 4 * time.Millisecond, Timeout: time.Hour}
+	_, err := u.Upload(ctx, path)
 	if !errors.Is(err, errSinkDown) {
 		t.Fatalf("upload to a down sink: %v", err)
 	}
-	if sink.calls.Load() < 2 {
-		t.Fatalf("%d attempts: the uploader did not retry", sink.calls.Load())
+	if sink.calls.Load() != 3 {
+		t.Fatalf("%d attempts, want 3: the uploader did not retry until it was stopped", sink.calls.Load())
 	}
+	sink.afterCall = nil
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, orig) {
 		t.Fatal("the spooled recording changed after a failed upload")
 	}
