@@ -155,13 +155,24 @@ func (s *Server) waitReady(limit time.Duration) error {
 	return fmt.Errorf("not ready after %s", limit)
 }
 
+// Attach returns a Server for an AWS-compatible endpoint that is already
+// running (LocalStack, or moto started by localstack/up.sh). Stop does not
+// stop it; SetTransition, Reset and Dump work only if it is moto.
+func Attach(endpoint string) *Server {
+	done := make(chan struct{})
+	close(done)
+	s := &Server{Endpoint: strings.TrimRight(endpoint, "/"), MotoEndpoint: strings.TrimRight(endpoint, "/"), log: &lockedBuffer{}, done: done}
+	s.stopOnce.Do(func() {})
+	return s
+}
+
 // Stop kills the server and waits for it to exit. It is safe to call twice.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		if s.proxy != nil {
 			_ = s.proxy.Close()
 		}
-		if s.cmd.Process != nil {
+		if s.cmd != nil && s.cmd.Process != nil {
 			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		}
 		select {

@@ -90,7 +90,7 @@ func New(t testing.TB, moto *awstest.Server) *Stack {
 	}
 	s.Subnets = s.Subnets[:1]
 	if err := moto.SetTransition(ctx, "ecs::task", awstest.Manual, 1_000_000); err != nil {
-		t.Fatal(err)
+		t.Logf("awsfixture: not moto (or an old moto), ECS tasks follow the endpoint's own lifecycle: %v", err)
 	}
 	return s
 }

@@ -199,6 +199,7 @@ func NewBroker(ctx context.Context, env Env, c *Clients, log *slog.Logger) (*Bro
 			}
 			sessions, err = ecs.New(ecs.Config{Client: c.ECS, Cluster: env.ECS.Cluster, TaskDefinition: env.ECS.TaskDefinition,
 				Container: env.ECS.Container, Subnets: env.ECS.Subnets, SecurityGroups: env.ECS.SecurityGroups, Port: env.ECS.Port,
+				StopGrace: env.ECS.StopGrace, PollEvery: env.ECS.Poll,
 				Wrapper: wrapper, Logger: log, RecordingURI: func(id string) string { return recordings.URI(RecordingKey(id)) }})
 			if err != nil {
 				return nil, err

@@ -25,6 +25,8 @@
 //	JITGATE_ECS_CLUSTER, JITGATE_ECS_TASK_DEFINITION, JITGATE_ECS_CONTAINER,
 //	JITGATE_ECS_SUBNETS, JITGATE_ECS_SECURITY_GROUPS (comma-separated),
 //	JITGATE_ECS_PORT            session tasks; unset cluster: session grants are refused
+//	JITGATE_ECS_STOP_GRACE      how long a task may outlive its grant's deadline; default 30s
+//	JITGATE_ECS_POLL            DescribeTasks interval; default 2s
 //	JITGATE_MAX_WAIT            cap of ?wait= long polls; default 25s (API Gateway's limit is 30s)
 //	JITGATE_RUN_TIMEOUT         bound of one exec run; default 2m
 //	JITGATE_LISTEN              address the API serves on outside Lambda; default 127.0.0.1:8080
@@ -69,6 +71,7 @@ type ECSEnv struct {
 	Cluster, TaskDefinition, Container string
 	Subnets, SecurityGroups            []string
 	Port                               int
+	StopGrace, Poll                    time.Duration
 }
 
 // Enabled reports whether session tasks are configured.
@@ -108,6 +111,12 @@ func FromEnv(getenv func(string) string) (Env, error) {
 		return Env{}, fmt.Errorf("deploy: JITGATE_OBJECT_LOCK_MODE and JITGATE_OBJECT_LOCK_DAYS go together (mode %s, %d days)", e.LockMode, e.LockDays)
 	}
 	if e.ECS.Port, err = intVar(getenv, "JITGATE_ECS_PORT", 5432); err != nil {
+		return Env{}, err
+	}
+	if e.ECS.StopGrace, err = durationVar(getenv, "JITGATE_ECS_STOP_GRACE", 30*time.Second); err != nil {
+		return Env{}, err
+	}
+	if e.ECS.Poll, err = durationVar(getenv, "JITGATE_ECS_POLL", 2*time.Second); err != nil {
 		return Env{}, err
 	}
 	if e.PathStyle, err = boolVar(getenv, "JITGATE_S3_PATH_STYLE"); err != nil {
