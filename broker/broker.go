@@ -42,6 +42,9 @@ var (
 	ErrUnavailable  = errors.New("unavailable")
 	ErrNotApproved  = errors.New("not approved")
 	ErrGrantExpired = errors.New("grant expired")
+	// ErrStatementFailed: the operation reached the target and the target
+	// refused or failed it (an SQL error, a command's failure).
+	ErrStatementFailed = errors.New("statement failed at the target")
 )
 
 // Config wires a Service. Every field without a default is required.
@@ -71,8 +74,11 @@ type Config struct {
 	Notifier Notifier
 	// Explainer estimates the rows an SQL write touches, for approvers; optional.
 	Explainer Explainer
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// ApproveURL is the approval page's base URL ("https://broker/ui"), for
+	// links in notifications; optional.
+	ApproveURL string
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Notifier delivers "approval needed" messages.
@@ -294,6 +300,9 @@ func (s *Service) notify(g *grant.Grant) {
 		Access: g.Access.String(), Mode: g.Mode.String(), Operation: g.Operation, Reason: g.Reason, Rule: g.Rule,
 		Approvers: append(append([]string{}, g.ApproversGroups...), g.ApproversUsers...), Quorum: g.Quorum,
 		Claims: g.Claims, Expires: g.PendingUntil}
+	if s.cfg.ApproveURL != "" {
+		msg.ApproveURL = strings.TrimRight(s.cfg.ApproveURL, "/") + "/grants/" + g.ID
+	}
 	for _, st := range g.Statements {
 		msg.Statements = append(msg.Statements, notify.Statement{SQL: st.SQL, Kind: st.Kind, Class: st.Class})
 	}
@@ -677,8 +686,11 @@ func (s *Service) runExec(ctx context.Context, g *grant.Grant, stages map[string
 	}
 	rec := exit.Recording
 	if err != nil {
-		if st.Code == spec.CodeBlocked {
+		switch st.Code {
+		case spec.CodeBlocked:
 			return nil, rec, fmt.Errorf("%w: %s", ErrDenied, st.Error)
+		case spec.CodeStatement:
+			return nil, rec, fmt.Errorf("%w: %s", ErrStatementFailed, st.Error)
 		}
 		return nil, rec, fmt.Errorf("%w: %s", ErrUnavailable, firstNonEmpty(st.Error, err.Error()))
 	}
@@ -712,7 +724,7 @@ func (s *Service) finish(ctx context.Context, g *grant.Grant, recPath string, ru
 	ctx = context.WithoutCancel(ctx)
 	now := s.cfg.Now()
 	to := grant.Ended
-	if runErr != nil && !errors.Is(runErr, ErrDenied) {
+	if runErr != nil && !errors.Is(runErr, ErrDenied) && !errors.Is(runErr, ErrStatementFailed) {
 		to = grant.Failed
 	}
 	ng, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {

@@ -12,6 +12,7 @@
 //	POST /v1/grants/{id}/run        run an approved exec grant; returns the masked result
 //	POST /v1/grants/{id}/session    open the session proxy; returns connection details once
 //	POST /v1/grants/{id}/end        end a running session early
+//	GET  /v1/targets                targets the caller may ask for, and at what access
 package httpapi
 
 import (
@@ -73,6 +74,7 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("POST /v1/grants", a.auth(a.create))
 	mux.HandleFunc("GET /v1/grants", a.auth(a.list))
+	mux.HandleFunc("GET /v1/targets", a.auth(a.targets))
 	mux.HandleFunc("GET /v1/grants/{id}", a.auth(a.get))
 	mux.HandleFunc("POST /v1/grants/{id}/approve", a.auth(a.approve))
 	mux.HandleFunc("POST /v1/grants/{id}/deny", a.auth(a.deny))
@@ -126,6 +128,16 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 	if req.SQL != "" && req.Command != "" {
 		writeError(w, 400, "bad_request", "give sql or command, not both")
 		return
+	}
+	if t, ok := a.cfg.Service.Policy().Target(req.Target); ok {
+		switch {
+		case req.SQL != "" && t.Protocol != spec.Postgres:
+			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: sql is for postgres targets", t.Name, t.Kind))
+			return
+		case req.Command != "" && t.Protocol != spec.SSH:
+			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: command is for ssh targets", t.Name, t.Kind))
+			return
+		}
 	}
 	in := broker.RequestInput{Target: req.Target, Operation: req.SQL + req.Command, Reason: req.Reason}
 	mode := req.Mode
@@ -336,6 +348,8 @@ func classify(err error) (string, int) {
 		return "expired", http.StatusGone
 	case errors.Is(err, broker.ErrConflict):
 		return "conflict", http.StatusConflict
+	case errors.Is(err, broker.ErrStatementFailed):
+		return "statement_failed", http.StatusUnprocessableEntity
 	case errors.Is(err, broker.ErrUnavailable):
 		return "unavailable", http.StatusServiceUnavailable
 	}

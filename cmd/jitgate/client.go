@@ -153,6 +153,8 @@ func exitFor(err error) error {
 			return cli.Exit(msg, exitDenied)
 		case "expired":
 			return cli.Exit(ae.Message, exitTimedOut)
+		case "statement_failed":
+			return cli.Exit(ae.Message, exitError)
 		case "bad_request", "not_found", "too_large", "invalid_token", "unauthenticated":
 			return cli.Exit(ae.Message, exitUsage)
 		}

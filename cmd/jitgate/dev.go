@@ -73,7 +73,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	}
 	iss.SetURL(base + "/dev/oidc")
 	st, err := buildStack(stackConfig{
-		PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log, DevLoopback: true,
+		PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log, DevLoopback: true, ApproveURL: base + "/ui",
 		ExtraIssuers: []identity.IssuerConfig{{Name: "dev", Issuer: iss.URL(), Audience: devAudience, GroupsClaim: "groups", DevOnly: true}},
 	})
 	if err != nil {

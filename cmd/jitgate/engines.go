@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
@@ -60,6 +61,10 @@ func (p pgEngine) Exec(ctx context.Context, sql string) (*spec.Result, error) {
 	res, err := p.e.Exec(ctx, sql)
 	if errors.Is(err, postgres.ErrBlocked) {
 		return nil, fmt.Errorf("%w: %v", session.ErrBlocked, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return nil, fmt.Errorf("%w: %v", session.ErrStatement, err)
 	}
 	if err != nil {
 		return nil, err

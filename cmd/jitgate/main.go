@@ -74,6 +74,7 @@ func newApp() *cli.Command {
 			policyCommand(),
 			auditCommand(),
 			replayCommand(),
+			recordingCommand(),
 			mcpCommand(),
 			doctorCommand(),
 			proxyCommand(),

@@ -45,6 +45,8 @@ type stackConfig struct {
 	// ExtraIssuers are added to the policy's (the dev issuer).
 	ExtraIssuers []identity.IssuerConfig
 	DevLoopback  bool
+	// ApproveURL is the approval page's base URL, for notification links.
+	ApproveURL string
 }
 
 type stack struct {
@@ -128,7 +130,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	bcfg := broker.Config{
 		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
 		RecordDir: spoolDir, MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
-		Explainer: explainer{p: p},
+		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL,
 	}
 	if len(p.Notifications) > 0 {
 		n, err := buildNotifier(p)

@@ -43,6 +43,10 @@ type Engine interface {
 // ErrBlocked marks an operation the guard refused; engines wrap it.
 var ErrBlocked = errors.New("blocked by policy")
 
+// ErrStatement marks an operation that reached the target and failed there
+// (an SQL error): the grant ended normally, the request was wrong.
+var ErrStatement = errors.New("failed at the target")
+
 // Factory builds the engine for a grant; rec is already open.
 type Factory func(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (Engine, error)
 
@@ -176,6 +180,8 @@ func runExec(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter) e
 		switch {
 		case errors.Is(err, ErrBlocked):
 			code = spec.CodeBlocked
+		case errors.Is(err, ErrStatement):
+			code = spec.CodeStatement
 		case errors.Is(err, context.DeadlineExceeded):
 			code = spec.CodeExpired
 		}

@@ -20,6 +20,7 @@ const (
 const (
 	CodeBlocked   = "blocked"   // the guard refused the operation
 	CodeUpstream  = "upstream"  // the target could not be reached or failed
+	CodeStatement = "statement" // the operation ran and the target refused or failed it
 	CodeRecording = "recording" // the recording could not be written (the session is refused)
 	CodeBadSpec   = "bad_spec"  // the grant spec was invalid
 	CodeInternal  = "internal"
