@@ -2,10 +2,12 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/jitgate/jitgate/broker/audit"
 	"github.com/jitgate/jitgate/ephemeral/record"
@@ -19,6 +21,9 @@ type GrantStages struct {
 	// Stages maps stage name (policy, credential, launch, launch_and_run,
 	// revoke) to milliseconds, merged from every event of the grant.
 	Stages map[string]float64
+	// First and Last are the times of the grant's first and last events: the
+	// span the broker spent on it, from request to its last audit write.
+	First, Last time.Time
 }
 
 // AuditStages reads an audit log (JSON Lines of audit.Event) and returns the
@@ -47,6 +52,10 @@ func AuditStages(r io.Reader) ([]GrantStages, error) {
 			out = append(out, GrantStages{GrantID: ev.GrantID, Stages: map[string]float64{}})
 		}
 		g := &out[i]
+		if g.First.IsZero() {
+			g.First = ev.Time
+		}
+		g.Last = ev.Time
 		if ev.Type == audit.GrantRequested {
 			g.Statement = ev.Statement
 			var mode string
@@ -103,4 +112,48 @@ func MeasureRecording(path string) (RecordingSize, error) {
 		return s, fmt.Errorf("harness: recording %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// TailEvents returns the audit events whose lines lie wholly within the last n
+// bytes of the log at path, oldest first. It lets a caller poll a log of
+// hundreds of megabytes for a grant's last event without reading it all.
+func TailEvents(path string, n int64) ([]audit.Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("harness: audit tail: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("harness: audit tail: %w", err)
+	}
+	off := max(st.Size()-n, 0)
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("harness: audit tail: %w", err)
+	}
+	if off > 0 {
+		// Drop the partial first line (if off fell exactly on a line start, the
+		// whole first line goes: harmless for a poller).
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			return nil, nil
+		}
+		buf = buf[i+1:]
+	}
+	// A line still being written has no newline yet: leave it for the next poll.
+	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i]
+	} else {
+		return nil, nil
+	}
+	var out []audit.Event
+	for _, line := range bytes.Split(buf, []byte("\n")) {
+		var ev audit.Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return out, fmt.Errorf("harness: audit tail: %w", err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }

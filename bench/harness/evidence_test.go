@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jitgate/jitgate/bench/harness"
 	"github.com/jitgate/jitgate/broker/audit"
@@ -18,7 +19,10 @@ func TestAuditStages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	l, err := audit.Open(path, audit.Options{})
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	calls := 0
+	clock := func() time.Time { calls++; return t0.Add(time.Duration(calls) * 10 * time.Millisecond) }
+	l, err := audit.Open(path, audit.Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +65,10 @@ func TestAuditStages(t *testing.T) {
 		if g1.Stages[k] != v {
 			t.Errorf("g1 %s = %v, want %v", k, g1.Stages[k], v)
 		}
+	}
+	// g1's events are the 1st and 5th appended: a span of 40ms.
+	if span := g1.Last.Sub(g1.First); span != 40*time.Millisecond {
+		t.Errorf("g1 span %v (%v .. %v), want 40ms", span, g1.First, g1.Last)
 	}
 	if gs[1].Mode != "session" || gs[1].Stages["launch"] != 50 {
 		t.Errorf("g2 %+v", gs[1])
@@ -149,5 +157,63 @@ func TestMeasureRecordingRefusesADamagedFile(t *testing.T) {
 	}
 	if _, err := harness.MeasureRecording(filepath.Join(dir, "missing.jgr")); err == nil {
 		t.Fatal("a missing recording was measured without error")
+	}
+}
+
+func TestTailEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		ev := audit.Event{Type: audit.CommandAllowed, GrantID: "g1", Statement: strings.Repeat("x", i)}
+		if i == 199 {
+			ev = audit.Event{Type: audit.SessionEnded, GrantID: "g1"}
+		}
+		if _, err := l.Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := harness.TailEvents(path, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 || len(evs) > 30 {
+		t.Fatalf("%d events in the last 4 KiB", len(evs))
+	}
+	if last := evs[len(evs)-1]; last.Type != audit.SessionEnded || last.Seq != 200 {
+		t.Fatalf("last event %+v, want session.ended seq 200", last)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].Seq != evs[i-1].Seq+1 {
+			t.Fatalf("events out of order or skipped: %d then %d", evs[i-1].Seq, evs[i].Seq)
+		}
+	}
+	all, err := harness.TailEvents(path, 1<<30)
+	if err != nil || len(all) != 200 || all[0].Seq != 1 {
+		t.Fatalf("whole log: %d events, %v", len(all), err)
+	}
+
+	// A line still being written is left for the next poll, not an error.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"seq":201,"time":"2026-`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	evs, err = harness.TailEvents(path, 4096)
+	if err != nil || evs[len(evs)-1].Seq != 200 {
+		t.Fatalf("with a partial last line: %v, last %+v", err, evs[len(evs)-1])
+	}
+	if _, err := harness.TailEvents(filepath.Join(t.TempDir(), "none"), 10); err == nil {
+		t.Fatal("a missing log is an error")
 	}
 }

@@ -24,9 +24,15 @@ import (
 type execResult struct {
 	jitgateMs, psqlMs   []float64
 	jitgateCmd, psqlCmd string
-	stages              map[string][]float64 // stage → per-grant ms
-	stageOrder          []string
-	errors              []string
+	// apiMs is the same grant driven over the HTTP API from this process (no
+	// CLI process start); helpMs is `jitgate --help`, the CLI's start floor.
+	apiMs, helpMs   []float64
+	apiCmd, helpCmd string
+	// spanMs is each grant's broker span: first to last audit event.
+	spanMs     []float64
+	stages     map[string][]float64 // stage → per-grant ms
+	stageOrder []string
+	errors     []string
 }
 
 // runExec times runs of each, interleaved (jitgate, psql, jitgate, ...) after
@@ -37,6 +43,41 @@ func runExec(ctx context.Context, cfg *config, s *stack) (*execResult, error) {
 	pargs := []string{"-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", fmt.Sprint(s.pg.Port), "-U", staticUser, "-d", benchDB, "-c", execSQL}
 	r.jitgateCmd = "jitgate " + shellJoin(jargs)
 	r.psqlCmd = "PGPASSWORD=… psql " + shellJoin(pargs)
+	r.helpCmd = "jitgate --help"
+	r.apiCmd = fmt.Sprintf("POST %s/v1/grants {exec, same SQL} then POST /v1/grants/{id}/run (Go net/http, keep-alive)", s.broker)
+	api := &http.Client{Timeout: time.Minute}
+	defer api.CloseIdleConnections()
+	apiOne := func() (float64, error) {
+		t0 := time.Now()
+		var g struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		}
+		if err := s.apiJSON(ctx, api, "POST", "/v1/grants", map[string]string{"target": targetName, "mode": "exec", "sql": execSQL}, &g); err != nil {
+			return 0, err
+		}
+		if g.State != "approved" {
+			return 0, fmt.Errorf("api exec: grant %s is %s", g.ID, g.State)
+		}
+		var res json.RawMessage
+		if err := s.apiJSON(ctx, api, "POST", "/v1/grants/"+g.ID+"/run", nil, &res); err != nil {
+			return 0, err
+		}
+		el := time.Since(t0)
+		if !strings.Contains(string(res), "Lovelace") || strings.Contains(string(res), "ada@example.com") {
+			return 0, fmt.Errorf("api exec: result without rows or unmasked: %.200s", res)
+		}
+		return float64(el.Microseconds()) / 1000, nil
+	}
+	helpOne := func() (float64, error) {
+		cmd := exec.CommandContext(ctx, cfg.jitgate, "--help")
+		cmd.Env = cleanEnv()
+		t0 := time.Now()
+		if err := cmd.Run(); err != nil {
+			return 0, fmt.Errorf("jitgate --help: %v", err)
+		}
+		return float64(time.Since(t0).Microseconds()) / 1000, nil
+	}
 	timeOne := func(name string, args []string, env []string) (float64, error) {
 		c, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
@@ -68,7 +109,9 @@ func runExec(ctx context.Context, cfg *config, s *stack) (*execResult, error) {
 		}
 		jm, jerr := timeOne(cfg.jitgate, jargs, jenv)
 		pm, perr := timeOne("psql", pargs, penv)
-		for _, e := range []error{jerr, perr} {
+		am, aerr := apiOne()
+		hm, herr := helpOne()
+		for _, e := range []error{jerr, perr, aerr, herr} {
 			if e != nil {
 				r.errors = append(r.errors, e.Error())
 			}
@@ -84,6 +127,12 @@ func runExec(ctx context.Context, cfg *config, s *stack) (*execResult, error) {
 		}
 		if perr == nil {
 			r.psqlMs = append(r.psqlMs, pm)
+		}
+		if aerr == nil {
+			r.apiMs = append(r.apiMs, am)
+		}
+		if herr == nil {
+			r.helpMs = append(r.helpMs, hm)
 		}
 	}
 	// Stage timings of every exec grant of execSQL that ran (warm-ups too: the
@@ -105,6 +154,7 @@ func runExec(ctx context.Context, cfg *config, s *stack) (*execResult, error) {
 		if _, ran := g.Stages["launch_and_run"]; !ran {
 			continue
 		}
+		r.spanMs = append(r.spanMs, float64(g.Last.Sub(g.First).Microseconds())/1000)
 		for k, v := range g.Stages {
 			r.stages[k] = append(r.stages[k], v)
 			if !seen[k] {
@@ -243,4 +293,38 @@ func runGrants(ctx context.Context, cfg *config, s *stack) (*grantResult, error)
 		s.log.Warn("grant issuance failures", "n", r.failures, "first", r.firstFailure)
 	}
 	return r, ctx.Err()
+}
+
+// apiJSON calls the broker's HTTP API with the bench token and decodes the
+// answer into out.
+func (s *stack) apiJSON(ctx context.Context, c *http.Client, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.broker+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %d %.300s", method, path, resp.StatusCode, raw)
+	}
+	return json.Unmarshal(raw, out)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jitgate/jitgate/bench/harness"
+	"github.com/jitgate/jitgate/broker/audit"
 )
 
 // The paths a pgbench run can take to PostgreSQL.
@@ -77,7 +78,16 @@ type pgRun struct {
 	err     error
 	grantID string // jitgate path only
 	rec     *harness.RecordingSize
+	// settle is how long after the session ended the broker took to write the
+	// grant's last audit event (session.ended): the per-statement
+	// command.allowed events are appended after the client has gone.
+	settle time.Duration
+	// settleErr says the broker did not finish within settleTimeout.
+	settleErr error
 }
+
+// settleTimeout bounds the wait for a session's audit backlog.
+const settleTimeout = 5 * time.Minute
 
 // pgMatrix holds every run: runs[config][path][round].
 type pgMatrix struct {
@@ -211,6 +221,16 @@ func (s *stack) runPgbench(ctx context.Context, cfg *config, path string, c pgCo
 		run.result = res
 	}
 	if run.grantID != "" {
+		// Nothing else may run while the broker still appends this session's
+		// audit events: it would load the machine under the next path.
+		t0 := time.Now()
+		run.settleErr = s.waitSessionEnded(ctx, run.grantID, settleTimeout)
+		run.settle = time.Since(t0)
+		if run.settleErr != nil {
+			s.log.Warn("audit backlog", "grant", run.grantID, "err", run.settleErr)
+		} else {
+			s.log.Info("audit backlog written", "grant", run.grantID, "took", run.settle.Round(time.Millisecond))
+		}
 		// Measure the recording now and remove it: a full run writes gigabytes.
 		p := filepath.Join(s.dataDir, "recordings", run.grantID+".jgr")
 		if rs, err := harness.MeasureRecording(p); err == nil {
@@ -231,21 +251,55 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-// recordingStats sums the recordings of the jitgate runs, per script.
-func recordingStats(m *pgMatrix) map[string]harness.RecordingSize {
-	out := map[string]harness.RecordingSize{}
+// recordingStats sums the recordings of the jitgate runs, per script, with
+// the audit backlog each session left behind.
+func recordingStats(m *pgMatrix) map[string]recordingRow {
+	out := map[string]recordingRow{}
 	for _, c := range m.configs {
 		for _, r := range m.runs[c][pathJitgate] {
 			if r.rec == nil || r.err != nil {
 				continue
 			}
 			t := out[c.script().name]
-			t.Bytes += r.rec.Bytes
-			t.RawBytes += r.rec.RawBytes
-			t.Statements += r.rec.Statements
-			t.Events += r.rec.Events
+			t.bytes += r.rec.Bytes
+			t.raw += r.rec.RawBytes
+			t.statements += r.rec.Statements
+			t.events += r.rec.Events
+			if r.settleErr == nil {
+				t.settleSec = append(t.settleSec, r.settle.Seconds())
+				t.settleTotal += r.settle
+				t.settleStatements += r.rec.Statements
+			} else {
+				t.settleFailed++
+			}
 			out[c.script().name] = t
 		}
 	}
 	return out
+}
+
+// waitSessionEnded polls the tail of the audit log until the grant's
+// session.ended event is there.
+func (s *stack) waitSessionEnded(ctx context.Context, grantID string, within time.Duration) error {
+	path := filepath.Join(s.dataDir, "audit.jsonl")
+	deadline := time.Now().Add(within)
+	for {
+		evs, err := harness.TailEvents(path, 256<<10)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if ev.GrantID == grantID && ev.Type == audit.SessionEnded {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no session.ended audit event for %s within %s", grantID, within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

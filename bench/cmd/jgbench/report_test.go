@@ -39,7 +39,8 @@ func fakeResults() *results {
 		cfg: cfg, matrix: m, versions: map[string]string{"pgbouncer": "PgBouncer 1.18.0"},
 		mach: &machine{started: time.Unix(0, 0), finished: time.Unix(60, 0), nproc: 2, cpu: "test", loads: []phaseLoad{{"start", "9.1 8 7"}}},
 		exec: &execResult{jitgateMs: []float64{250, 260, 270}, psqlMs: []float64{100, 100, 100}, jitgateCmd: "jitgate exec", psqlCmd: "psql -c",
-			stages: map[string][]float64{"policy": {1, 1, 1}, "credential": {40, 40, 40}}, stageOrder: []string{"policy", "credential"}},
+			stages: map[string][]float64{"policy": {1, 1, 1}, "credential": {40, 40, 40}}, stageOrder: []string{"policy", "credential"},
+			spanMs: []float64{190, 200, 210}},
 		recordings: map[string]recordingRow{"select-only (-S)": {bytes: 3100, raw: 42100, statements: 100, events: 400}},
 	}
 }
@@ -84,8 +85,11 @@ func TestReportTargets(t *testing.T) {
 	if l := line(t, out, "| select-only (-S) | 100 |"); !strings.Contains(l, "| 31 | 421 | 13.58× | 4.0 |") {
 		t.Errorf("recording row: %s", l)
 	}
-	if l := line(t, out, "| rest: CLI start"); !strings.Contains(l, "| 219 |") {
-		t.Errorf("unstaged rest of the exec p50: %s", l)
+	if l := line(t, out, "| rest inside the broker"); !strings.Contains(l, "| 159 |") {
+		t.Errorf("unstaged rest inside the broker: %s", l)
+	}
+	if l := line(t, out, "| rest outside it"); !strings.Contains(l, "| 60.0 |") || !strings.Contains(l, "| 23% |") {
+		t.Errorf("rest outside the broker: %s", l)
 	}
 }
 

@@ -27,6 +27,12 @@ type results struct {
 
 type recordingRow struct {
 	bytes, raw, statements, events int64
+	// The audit backlog: seconds per run, and in total over the statements of
+	// the runs that settled.
+	settleSec        []float64
+	settleTotal      time.Duration
+	settleStatements int64
+	settleFailed     int
 }
 
 func run(ctx context.Context, cfg *config, log *slog.Logger) error {
@@ -80,10 +86,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		fail("pgbench", err)
 	}
-	res.recordings = map[string]recordingRow{}
-	for k, v := range recordingStats(m) {
-		res.recordings[k] = recordingRow{v.Bytes, v.RawBytes, v.Statements, v.Events}
-	}
+	res.recordings = recordingStats(m)
 
 	mach.mark("exec mode")
 	if res.exec, err = runExec(ctx, cfg, s); err != nil {
