@@ -23,6 +23,7 @@ func grantFlags() []cli.Flag {
 		&cli.StringFlag{Name: "reason", Usage: "why you need this (shown to approvers)"},
 		&cli.DurationFlag{Name: "ttl", Usage: "how long the grant lasts (capped by the rule's max_ttl)"},
 		&cli.BoolFlag{Name: "wait", Usage: "wait while the grant is pending approval", Value: true},
+		&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for approval: print the grant's id and state as JSON and exit 0 (resume with jitgate grants wait/run ID)"},
 		&cli.DurationFlag{Name: "wait-timeout", Usage: "give up waiting for approval after this long (default: the grant's own approval timeout)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 	)
@@ -69,7 +70,7 @@ func requestAndWait(ctx context.Context, c *apiClient, cmd *cli.Command, req htt
 		}
 		return nil, exitFor(err)
 	}
-	if g.State != "pending" || !cmd.Bool("wait") {
+	if g.State != "pending" || !cmd.Bool("wait") || cmd.Bool("no-wait") {
 		return &g, nil
 	}
 	return waitForDecision(ctx, c, cmd, g)
@@ -198,25 +199,30 @@ func execCommand() *cli.Command {
 				return err
 			}
 			if g.State != "approved" {
-				printJSON(os.Stdout, g)
+				printJSON(os.Stdout, map[string]string{"id": g.ID, "state": g.State, "resume": "jitgate grants wait " + g.ID + " && jitgate grants run " + g.ID})
 				return nil
 			}
-			var res httpapi.RunResponse
-			if _, err := c.do(ctx, "POST", "/v1/grants/"+g.ID+"/run", nil, &res); err != nil {
-				return exitFor(err)
-			}
-			if err := printResult(os.Stdout, format, g.ID, &res); err != nil {
-				return err
-			}
-			if r := res.Result; r != nil && cmd.String("command") != "" && r.Tag != "exit 0" && format == "table" {
-				return cli.Exit(fmt.Sprintf("remote command ended with %s", r.Tag), exitError)
-			}
-			if !cmd.Bool("quiet") && format == "table" {
-				fmt.Fprintf(os.Stderr, "grant %s · recording %s\n", g.ID, res.Recording)
-			}
-			return nil
+			return runGrant(ctx, c, cmd, g.ID, format)
 		},
 	}
+}
+
+// runGrant runs an approved exec grant and prints its masked result.
+func runGrant(ctx context.Context, c *apiClient, cmd *cli.Command, id, format string) error {
+	var res httpapi.RunResponse
+	if _, err := c.do(ctx, "POST", "/v1/grants/"+id+"/run", nil, &res); err != nil {
+		return exitFor(err)
+	}
+	if err := printResult(os.Stdout, format, id, &res); err != nil {
+		return err
+	}
+	if r := res.Result; r != nil && strings.HasPrefix(r.Tag, "exit ") && r.Tag != "exit 0" && format == "table" {
+		return cli.Exit(fmt.Sprintf("remote command ended with %s", r.Tag), exitError)
+	}
+	if !cmd.Bool("quiet") && format == "table" {
+		fmt.Fprintf(os.Stderr, "grant %s · recording %s\n", id, res.Recording)
+	}
+	return nil
 }
 
 func connectCommand() *cli.Command {

@@ -107,6 +107,22 @@ func grantsCommand() *cli.Command {
 				},
 			},
 			{
+				Name:      "run",
+				Usage:     "run an approved exec grant (after jitgate exec --no-wait and an approval)",
+				ArgsUsage: "GRANT_ID",
+				Flags:     append(clientFlags(), &cli.StringFlag{Name: "format", Value: "table", Usage: "table, json or csv"}, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}}),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					if cmd.Args().Len() != 1 {
+						return usageErr("grants run takes one grant id")
+					}
+					c, err := newClient(cmd)
+					if err != nil {
+						return err
+					}
+					return runGrant(ctx, c, cmd, cmd.Args().First(), cmd.String("format"))
+				},
+			},
+			{
 				Name:      "wait",
 				Usage:     "wait until a pending grant is decided (exit 0 approved, 3 denied, 4 expired)",
 				ArgsUsage: "GRANT_ID",

@@ -386,10 +386,13 @@ func (e explainer) Explain(ctx context.Context, target, sql string) (float64, er
 	if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{t.Credentials.WriteRole}.Sanitize()); err != nil {
 		return 0, err
 	}
+	type node struct {
+		Type  string  `json:"Node Type"`
+		Rows  float64 `json:"Plan Rows"`
+		Plans []node  `json:"Plans"`
+	}
 	var plan []struct {
-		Plan struct {
-			Rows float64 `json:"Plan Rows"`
-		} `json:"Plan"`
+		Plan node `json:"Plan"`
 	}
 	// The statement passed the guard as one write; EXPLAIN without ANALYZE plans it only.
 	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql, pgx.QueryExecModeSimpleProtocol).Scan(&plan); err != nil {
@@ -398,7 +401,13 @@ func (e explainer) Explain(ctx context.Context, target, sql string) (float64, er
 	if len(plan) == 0 {
 		return 0, errors.New("empty plan")
 	}
-	return plan[0].Plan.Rows, nil
+	// INSERT/UPDATE/DELETE/MERGE plan as ModifyTable, whose own estimate is the
+	// rows it returns (0 without RETURNING): the rows touched are its input's.
+	top := plan[0].Plan
+	if top.Type == "ModifyTable" && len(top.Plans) > 0 {
+		return top.Plans[0].Rows, nil
+	}
+	return top.Rows, nil
 }
 
 // buildSSHSource is the embedded SSH CA for an ssh target: per-grant

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -128,6 +129,40 @@ func TestPostgresGrants(t *testing.T) {
 		}
 		if got := scalar(t, e, "shop_test", "SELECT count(*) FROM orders WHERE item = 'e2e widget'"); got != "1" {
 			t.Fatalf("row count = %s, want 1", got)
+		}
+	})
+
+	t.Run("a CI job files, leaves, and resumes after approval", func(t *testing.T) {
+		sql := "UPDATE orders SET amount = amount + 1 WHERE user_id = 1"
+		out, errOut, code := e.run(agent, "exec", "--no-wait", "--target", "test-db", "--sql", sql)
+		if code != 0 {
+			t.Fatalf("--no-wait: exit %d: %s", code, errOut)
+		}
+		var filed struct{ ID, State string }
+		if err := json.Unmarshal([]byte(out), &filed); err != nil || filed.State != "pending" {
+			t.Fatalf("--no-wait output %q: %v", out, err)
+		}
+		// The approver sees PostgreSQL's estimate of the rows the write touches.
+		_, g := e.api(dba, "GET", "/v1/grants/"+filed.ID, nil)
+		if est, ok := g["estimated_rows"].(float64); !ok || est < 1 {
+			t.Errorf("approver view lacks a row estimate: %v", g["estimated_rows"])
+		}
+		if _, errOut, code := e.run(agent, "grants", "run", filed.ID); code != 1 || !strings.Contains(errOut, "waiting for approval") {
+			t.Fatalf("running a pending grant: exit %d %s", code, errOut)
+		}
+		if _, errOut, code := e.run(dba, "approve", filed.ID); code != 0 {
+			t.Fatalf("approve: %s", errOut)
+		}
+		if _, errOut, code := e.run(agent, "grants", "wait", filed.ID); code != 0 {
+			t.Fatalf("grants wait: exit %d %s", code, errOut)
+		}
+		out, errOut, code = e.run(agent, "grants", "run", filed.ID)
+		if code != 0 || !strings.Contains(out, "UPDATE 2") {
+			t.Fatalf("grants run: exit %d\n%s\n%s", code, out, errOut)
+		}
+		// An exec grant runs once.
+		if _, _, code := e.run(agent, "grants", "run", filed.ID); code == 0 {
+			t.Fatal("an exec grant ran twice")
 		}
 	})
 

@@ -65,7 +65,7 @@ rules:
     when: '"ai-agents" in identity.groups'
     targets: [test-db]
     access: write
-    approval: {approvers: {groups: [dba]}, quorum: 1, timeout: 15m}
+    approval: {approvers: {groups: [dba]}, quorum: 1, timeout: 15m, explain: true}
 `
 
 // Setup creates shop and shop_test, the roles shop_read/shop_write and
