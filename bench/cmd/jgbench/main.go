@@ -103,7 +103,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory (logs, recordings, raw outputs)")
 	fs.BoolVar(&c.quick, "quick", false, "smoke run: 1 round of 3s, few exec runs and grants, short Go benchmarks")
 	fs.IntVar(&c.rounds, "rounds", 3, "pgbench rounds per configuration")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "pgbench -T per run")
+	fs.DurationVar(&c.duration, "duration", 8*time.Second, "pgbench -T per run")
 	fs.StringVar(&clients, "clients", "1,8", "pgbench client counts")
 	fs.StringVar(&scriptKeys, "scripts", "select,tpcb", "pgbench workloads: select (-S), tpcb (default script), select-prepared (-S -M prepared)")
 	fs.IntVar(&c.scale, "scale", 10, "pgbench scale factor")

@@ -138,7 +138,7 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"-jitgate", "x", "-scripts", "select,ycsb"}, wantErr: "unknown workload"},
 		{args: []string{"-jitgate", "x", "-rounds", "0"}, wantErr: "-rounds"},
 		{args: []string{"-jitgate", "x"}, check: func(c *config) bool {
-			return c.rounds == 3 && c.duration == 10*time.Second && len(c.clients) == 2 && c.profile && c.benchCnt == 3 &&
+			return c.rounds == 3 && c.duration == 8*time.Second && len(c.clients) == 2 && c.profile && c.benchCnt == 3 &&
 				len(c.scripts) == 2 && c.scripts[0].key == "select" && c.scripts[1].key == "tpcb"
 		}},
 		{args: []string{"-jitgate", "x", "-quick"}, check: func(c *config) bool {
