@@ -148,12 +148,25 @@ func startUpstream(t testing.TB) *upstream {
 			_, _ = io.WriteString(w, line)
 		}
 	})
+	bench := benchJSON()
+	mux.HandleFunc("/v1/bench", func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("latency")); err == nil {
+			time.Sleep(d) // a backend's service time, for the latency benchmark
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(bench)))
+		_, _ = w.Write(bench)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	})
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/bench" {
+			mux.ServeHTTP(w, r) // not kept: benchmarks send millions
+			return
+		}
 		u.mu.Lock()
 		u.seen = append(u.seen, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone(), Body: string(b)})
 		u.mu.Unlock()
@@ -164,6 +177,20 @@ func startUpstream(t testing.TB) *upstream {
 		u.srv.Close()
 	})
 	return u
+}
+
+// benchJSON is a 730-byte API answer: eight users with names, emails and flags.
+func benchJSON() []byte {
+	var b strings.Builder
+	b.WriteString(`{"users":[`)
+	for i := range 8 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":%d,"name":"user number %d","email":"user%d@example.com","active":true,"score":%d.5}`, i, i, i, i*17)
+	}
+	b.WriteString(`],"next":null,"total":8}`)
+	return []byte(b.String())
 }
 
 // splitBody is text with a card at offset pad, and more text after it; as
