@@ -63,7 +63,7 @@ func (p pgEngine) Exec(ctx context.Context, sql string) (*spec.Result, error) {
 		return nil, fmt.Errorf("%w: %v", session.ErrBlocked, err)
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
+	if errors.As(err, &pgErr) && statementError(pgErr.Code) {
 		return nil, fmt.Errorf("%w: %v", session.ErrStatement, err)
 	}
 	if err != nil {
@@ -99,4 +99,18 @@ type sshEngine struct{ *sshengine.Engine }
 
 func (e sshEngine) HostKeyLine() string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(e.HostKey())))
+}
+
+// statementError reports whether an SQLSTATE is the statement's own failure
+// (syntax, data, constraint, permission) rather than the target or the proxy
+// failing (connection, authentication, resources, shutdown, internal).
+func statementError(code string) bool {
+	if len(code) < 2 {
+		return false
+	}
+	switch code[:2] {
+	case "08", "28", "3D", "53", "54", "57", "58", "XX":
+		return false
+	}
+	return true
 }

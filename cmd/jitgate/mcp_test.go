@@ -1109,10 +1109,10 @@ rules:
 		t.Fatalf("the file is gone: %v", err)
 	}
 	// sql_query aimed at the ssh target, without a local policy to catch it:
-	// the broker judges it as a shell command and the tool refuses to run it.
+	// the broker refuses SQL for an ssh target; nothing is filed or run.
 	nop := connectMCP(t, mcpConfig{Broker: d.broker, Tokens: staticToken(agent)}, nil)
 	out, res, raw = call[outcome](t, nop, toolSQLQuery, map[string]any{"target": "web-1", "sql": "SELECT 1", "reason": "r"}, nil)
-	if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, "as a shell command; nothing ran") {
+	if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, "sql is for postgres targets") || out.GrantID != "" {
 		t.Fatalf("%s", raw)
 	}
 }
