@@ -26,7 +26,9 @@
 //     (or the target's name) and port; any other host, https via CONNECT,
 //     and URLs with user information are refused.
 //
-// Refusals are 403 with {"error":"blocked by policy: <reason>"}; bodies
+// On a read grant (Guard.Access read) only GET, HEAD and OPTIONS pass,
+// whatever the rules say. Refusals are 403 with
+// {"error":"blocked by policy: <reason>"}; bodies
 // above MaxBody are 413 and never reach the target; upstream failures are 502.
 //
 // # Facing the target

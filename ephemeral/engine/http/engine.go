@@ -99,6 +99,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: grant has no id", ErrConfig)
 	case g.Target.Address == "":
 		return fmt.Errorf("%w: grant %s has no target address", ErrConfig, g.ID)
+	case g.Target.Protocol != spec.HTTP && g.Target.Protocol != spec.ProtocolUnknown:
+		return fmt.Errorf("%w: grant %s is for protocol %s, not http", ErrConfig, g.ID, g.Target.Protocol)
+	case g.Mode == spec.Session && g.ClientSecret == "":
+		return fmt.Errorf("%w: session grant %s has no client secret", ErrConfig, g.ID)
 	case g.Credential.Token == "":
 		return fmt.Errorf("%w: grant %s has no API token to inject", ErrConfig, g.ID)
 	case c.Guard == nil:

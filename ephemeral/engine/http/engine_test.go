@@ -266,7 +266,22 @@ func TestReadGrantCapsMethods(t *testing.T) {
 	p := startProxy(t, up, opts{access: spec.Read, rules: []httprule.Rule{{Methods: []string{"*"}, Path: "/**", Effect: "allow"}}})
 	resp, body := p.raw(t, "POST /v1/items/1 HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\nAuthorization: Bearer "+grantSecret+"\r\n\r\n")
 	if resp.StatusCode != 403 || !strings.Contains(errorOf(t, body), "not allowed on a read grant") {
-		t.Fatalf("POST on a read grant: %d %s", resp.StatusCode, body)
+		t.Fatalf("POST on a read guard: %d %s", resp.StatusCode, body)
+	}
+	// The grant's own access level caps methods even when the guard was
+	// built without it.
+	p = startProxy(t, up, opts{grant: spec.Read, rules: []httprule.Rule{{Methods: []string{"*"}, Path: "/**", Effect: "allow"}}})
+	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH"} {
+		resp, body = p.raw(t, m+" /v1/items/1 HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\nAuthorization: Bearer "+grantSecret+"\r\n\r\n")
+		if resp.StatusCode != 403 || errorOf(t, body) != "blocked by policy: "+m+" is not allowed on a read grant (GET, HEAD and OPTIONS only)" {
+			t.Fatalf("%s on a read grant: %d %s", m, resp.StatusCode, body)
+		}
+	}
+	if resp, _ = p.raw(t, "GET /v1/flags HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer "+grantSecret+"\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("GET on a read grant: %d", resp.StatusCode)
+	}
+	if n := len(up.requests()); n != 1 {
+		t.Fatalf("upstream saw %d requests, want only the GET", n)
 	}
 }
 
@@ -588,6 +603,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{func(c *httpengine.Config) { c.Grant = nil }, "no grant"},
 		{func(c *httpengine.Config) { c.Grant.Credential.Token = "" }, "no API token"},
+		{func(c *httpengine.Config) { c.Grant.Target.Protocol = spec.Postgres }, "not http"},
+		{func(c *httpengine.Config) { c.Grant.Mode = spec.Session }, "no client secret"},
 		{func(c *httpengine.Config) { c.Grant.Target.Address = "" }, "no target address"},
 		{func(c *httpengine.Config) { c.Grant.Target.Address = "ftp://h" }, "not http or https"},
 		{func(c *httpengine.Config) { c.Grant.Target.Address = "http://h/api" }, "without path"},

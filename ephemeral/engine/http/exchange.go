@@ -16,6 +16,7 @@ import (
 
 	"github.com/jitgate/jitgate/ephemeral/mask"
 	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
 // exchange is one request on its way through the engine, from Serve or Exec.
@@ -141,7 +142,15 @@ func (e *Engine) judge(x *exchange) (allowed bool, reason, rule string) {
 		return false, v.Reason, v.Rule
 	}
 	v := e.cfg.Guard.Check(x.method, x.target)
+	if v.Allowed && e.g.Guard.Access == spec.Read && !readOnlyMethod(x.method) {
+		// The grant's access level caps the methods whatever the rules say.
+		return false, fmt.Sprintf("%s is not allowed on a read grant (GET, HEAD and OPTIONS only)", x.method), v.Rule
+	}
 	return v.Allowed, v.Reason, v.Rule
+}
+
+func readOnlyMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
 // upstreamRequest builds the request to the target: the agent's target and

@@ -234,19 +234,23 @@ type opts struct {
 	mutate  func(*httpengine.Config)
 	rules   []httprule.Rule
 	maxBody int64
-	access  spec.Access
+	access  spec.Access // the guard's cap
+	grant   spec.Access // the grant's access level; default write
 }
 
 func startProxy(t testing.TB, up *upstream, o opts) *proxy {
 	t.Helper()
 	dir := t.TempDir()
+	if o.grant == spec.AccessNone {
+		o.grant = spec.Write
+	}
 	g := &spec.Grant{
 		ID: "g-http-1", Mode: spec.Session, Identity: "agent@ci", Rule: "test",
 		Target:       spec.Target{Name: "config-api", Protocol: spec.HTTP, Address: up.srv.URL},
 		ClientSecret: spec.WireSecret(grantSecret),
 		Deadline:     time.Now().Add(time.Hour),
 		Credential:   spec.Credential{Token: spec.WireSecret(apiToken), LeaseID: "kv:secret/config-api#1"},
-		Guard:        spec.Guard{Access: spec.Read},
+		Guard:        spec.Guard{Access: o.grant},
 		Record:       spec.Record{Dir: dir},
 	}
 	rec, err := record.Open(dir, record.Header{GrantID: g.ID, Mode: "session", Target: "config-api"})
