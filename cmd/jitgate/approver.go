@@ -51,7 +51,11 @@ func decideGrant(ctx context.Context, cmd *cli.Command, verb string) error {
 		printJSON(os.Stdout, g)
 		return nil
 	}
-	fmt.Printf("grant %s is now %s (%d/%d approvals; requester %s, target %s, %s access)\n", g.ID, g.State, countApprovals(g), max(g.Quorum, 1), g.RequesterName, g.Target, g.Access)
+	est := ""
+	if g.EstimatedRows != nil && *g.EstimatedRows >= 0 {
+		est = fmt.Sprintf("; PostgreSQL estimates %.0f row(s) touched", *g.EstimatedRows)
+	}
+	fmt.Printf("grant %s is now %s (%d/%d approvals; requester %s, target %s, %s access%s)\n", g.ID, g.State, countApprovals(g), max(g.Quorum, 1), g.RequesterName, g.Target, g.Access, est)
 	return nil
 }
 
