@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jitgate/jitgate/ephemeral/mask"
@@ -27,6 +28,15 @@ type exchange struct {
 	header http.Header // the agent's request headers
 	body   io.Reader   // nil: no body
 	length int64       // Content-Length; -1 unknown
+	line   string      // "METHOD target" with detector matches masked, for the recording
+}
+
+// statement is the request line as recorded.
+func (e *Engine) statement(x *exchange) string {
+	if x.line == "" {
+		x.line = x.method + " " + e.maskString(x.target)
+	}
+	return x.line
 }
 
 // outcome is what became of an exchange.
@@ -67,21 +77,21 @@ func (e *Engine) maskString(s string) string {
 
 func (e *Engine) refuse(w http.ResponseWriter, x *exchange, status int, reason string) outcome {
 	writeError(w, status, "blocked by policy: "+reason)
-	_ = e.rec(record.Event{Type: record.Result, Conn: x.conn, Statement: x.method + " " + e.maskString(x.target), Tag: "HTTP " + strconv.Itoa(status)})
+	_ = e.rec(record.Event{Type: record.Result, Conn: x.conn, Statement: e.statement(x), Tag: "HTTP " + strconv.Itoa(status)})
 	return outcome{status: status, blocked: true, reason: reason}
 }
 
 func (e *Engine) fail(w http.ResponseWriter, x *exchange, status int, err error) outcome {
 	msg := e.maskString(err.Error())
 	writeError(w, status, msg)
-	_ = e.rec(record.Event{Type: record.Error, Conn: x.conn, Statement: x.method + " " + e.maskString(x.target), Error: msg})
+	_ = e.rec(record.Event{Type: record.Error, Conn: x.conn, Statement: e.statement(x), Error: msg})
 	return outcome{status: status, err: err}
 }
 
 // do runs one exchange: record, guard, forward with the injected credential,
 // stream the masked response into w, record the outcome.
 func (e *Engine) do(ctx context.Context, w http.ResponseWriter, x *exchange) outcome {
-	line := x.method + " " + e.maskString(x.target)
+	line := e.statement(x)
 	if err := e.rec(record.Event{Type: record.Query, Conn: x.conn, Statement: line, Tag: "http"}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the session cannot be recorded; refusing the request")
 		return outcome{status: http.StatusServiceUnavailable, err: fmt.Errorf("http: record: %w", err)}
@@ -168,7 +178,9 @@ func (e *Engine) upstreamRequest(ctx context.Context, x *exchange, body []byte) 
 	if got := req.URL.RequestURI(); got != x.target {
 		return nil, fmt.Errorf("the request target %q cannot be forwarded unchanged (it would become %q)", x.target, got)
 	}
-	h := x.header.Clone()
+	// The agent's header map is the exchange's own (the server's request,
+	// or Exec's parsed operation): it is edited in place, not copied.
+	h := x.header
 	if h == nil {
 		h = http.Header{}
 	}
@@ -286,7 +298,7 @@ func (e *Engine) respond(ctx context.Context, w http.ResponseWriter, x *exchange
 	default:
 		err = s.copyFrom(src)
 	}
-	statement := x.method + " " + e.maskString(x.target)
+	statement := e.statement(x)
 	reason := ""
 	if errors.Is(err, errOutputFull) {
 		err, reason = nil, "output cut at the exec limit; "
@@ -341,10 +353,14 @@ func looksJSON(br *bufio.Reader) bool {
 	return false
 }
 
+// copyBufs recycles the 32 KiB relay buffers across requests.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyInto copies src into w, returning the first read or write error.
 func copyInto(w io.Writer, src io.Reader) error {
-	buf := make([]byte, 32<<10)
-	_, err := io.CopyBuffer(struct{ io.Writer }{w}, src, buf)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	_, err := io.CopyBuffer(struct{ io.Writer }{w}, src, *bp)
 	return err
 }
 
@@ -374,7 +390,9 @@ func (s *sink) write(b []byte) error {
 }
 
 func (s *sink) copyFrom(src io.Reader) error {
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
