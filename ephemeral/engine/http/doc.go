@@ -55,7 +55,8 @@
 //     (objects and arrays become "********"); every other string, member name
 //     and number goes through the detectors (escapes such as \u0040 are
 //     decoded first, so they do not hide an address). Output is compact JSON.
-//     A body that turns out not to be JSON aborts the connection. JSON served
+//     A body that turns out not to be JSON aborts the connection. One string
+//     or number is held whole while it is read. JSON served
 //     as text/* is recognised by its first byte when field rules exist.
 //   - text (text/*, XML, form data, YAML, JavaScript; also a missing
 //     Content-Type): the detectors run with a carry-over window of 8 KiB, so a

@@ -77,6 +77,7 @@ func (e *Engine) maskString(s string) string {
 
 func (e *Engine) refuse(w http.ResponseWriter, x *exchange, status int, reason string) outcome {
 	writeError(w, status, "blocked by policy: "+reason)
+	e.log.Info("request refused", "conn", x.conn, "request", e.statement(x), "status", status, "reason", reason)
 	_ = e.rec(record.Event{Type: record.Result, Conn: x.conn, Statement: e.statement(x), Tag: "HTTP " + strconv.Itoa(status)})
 	return outcome{status: status, blocked: true, reason: reason}
 }
@@ -84,6 +85,7 @@ func (e *Engine) refuse(w http.ResponseWriter, x *exchange, status int, reason s
 func (e *Engine) fail(w http.ResponseWriter, x *exchange, status int, err error) outcome {
 	msg := e.maskString(err.Error())
 	writeError(w, status, msg)
+	e.log.Warn("request failed", "conn", x.conn, "request", e.statement(x), "status", status, "err", msg)
 	_ = e.rec(record.Event{Type: record.Error, Conn: x.conn, Statement: e.statement(x), Error: msg})
 	return outcome{status: status, err: err}
 }

@@ -22,11 +22,14 @@ import (
 func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 	id := int(e.conns.Add(1))
 	ln := newOneConnListener(client)
-	var inflight sync.WaitGroup
+	var inflight gate
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			inflight.Add(1)
-			defer inflight.Done()
+			if !inflight.enter() {
+				// Serve is returning and closing the connection: answer nothing.
+				panic(http.ErrAbortHandler)
+			}
+			defer inflight.leave()
 			e.serveHTTP(w, r, id)
 		}),
 		ReadHeaderTimeout: 30 * time.Second,
@@ -40,7 +43,7 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 	})
 	defer stop()
 	err := srv.Serve(ln)
-	inflight.Wait()
+	inflight.closeAndWait()
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -214,6 +217,46 @@ func clipString(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// gate counts running handlers; once closed it admits no more and
+// closeAndWait returns when the last one left.
+type gate struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	n      int
+	closed bool
+}
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 && g.cond != nil {
+		g.cond.Broadcast()
+	}
+}
+
+func (g *gate) closeAndWait() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	for g.n > 0 {
+		g.cond.Wait()
+	}
 }
 
 // errConnDone ends http.Server.Serve once the one connection closed.
