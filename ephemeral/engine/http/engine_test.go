@@ -112,6 +112,7 @@ func TestInjectionHeaderAndStrippedAgentHeaders(t *testing.T) {
 	req.Header.Set("Connection", "X-Hop")
 	req.Header.Set("X-Hop", "hop")
 	req.Header.Set("X-Request-Id", "keep-me")
+	req.Host = "admin.internal"
 	resp, err := p.client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +120,9 @@ func TestInjectionHeaderAndStrippedAgentHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got, want := up.requests()[0].Host, strings.TrimPrefix(up.srv.URL, "http://"); got != want {
+		t.Errorf("upstream Host %q, want the target's %q", got, want)
 	}
 	h := up.requests()[0].Header
 	want := map[string]string{"X-Api-Key": apiToken, "Authorization": "", "Cookie": "", "X-Forwarded-For": "",
@@ -213,6 +217,7 @@ func TestRefusals(t *testing.T) {
 		{"websocket", "GET /v1/users HTTP/1.1\r\nHost: p\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" + auth + "\r\n", 403, "protocol upgrades"},
 		{"other host", "GET http://169.254.169.254/latest/meta-data HTTP/1.1\r\nHost: 169.254.169.254\r\nProxy-Authorization: Bearer " + grantSecret + "\r\n\r\n", 403, "is not this grant's target"},
 		{"https absolute", "GET https://config-api/v1/users HTTP/1.1\r\nHost: config-api\r\nProxy-Authorization: Bearer " + grantSecret + "\r\n\r\n", 403, "only http:// URLs"},
+		{"absolute traversal", "GET http://config-api/v1/../v1/admin/x HTTP/1.1\r\nHost: config-api\r\nProxy-Authorization: Bearer " + grantSecret + "\r\n\r\n", 403, "dot segment"},
 		{"target port", "GET http://config-api:9/v1/users HTTP/1.1\r\nHost: config-api\r\nProxy-Authorization: Bearer " + grantSecret + "\r\n\r\n", 403, "is not this grant's target"},
 		{"not a write grant path", "POST /v1/users HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\n" + auth + "\r\n{}", 403, "no allow rule matches POST"},
 		{"binary", "GET /v1/binary HTTP/1.1\r\nHost: p\r\n" + auth + "\r\n", 403, "does not allow binary responses"},

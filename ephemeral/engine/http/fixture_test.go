@@ -41,7 +41,7 @@ var planted = []string{card, cardPlain, email, awsKey, jwt, password, "4111 1111
 
 // seenRequest is what the upstream received.
 type seenRequest struct {
-	Method, URI string
+	Method, URI, Host string
 	Header      http.Header
 	Body        string
 }
@@ -168,7 +168,7 @@ func startUpstream(t testing.TB) *upstream {
 			return
 		}
 		u.mu.Lock()
-		u.seen = append(u.seen, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone(), Body: string(b)})
+		u.seen = append(u.seen, seenRequest{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), Body: string(b)})
 		u.mu.Unlock()
 		mux.ServeHTTP(w, r)
 	}))
