@@ -122,7 +122,7 @@ func TestAWSEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	call := func(method, path, token string, body any) (int, []byte) {
-		return awsfixture.HTTPEvent(t, api, event, method, path, token, body)
+		return lambdatest.HTTPEvent(t, api, event, method, path, token, body)
 	}
 	store, err := dynamo.New(dynamo.Config{Client: st.DynamoDB, Table: st.Table})
 	if err != nil {

@@ -88,16 +88,16 @@ func TestAPIFunctionUnderTheEmulator(t *testing.T) {
 		t.Fatalf("healthz through a Function URL event: %s, %v", out, err)
 	}
 
-	status, body := awsfixture.HTTPEvent(t, fn, apigw, "POST", "/v1/grants", "", map[string]string{"target": "orders-db", "sql": "SELECT 1"})
+	status, body := lambdatest.HTTPEvent(t, fn, apigw, "POST", "/v1/grants", "", map[string]string{"target": "orders-db", "sql": "SELECT 1"})
 	if status != 401 || !strings.Contains(string(body), "missing bearer token") {
 		t.Errorf("no token: %d %s", status, body)
 	}
-	status, body = awsfixture.HTTPEvent(t, fn, apigw, "POST", "/v1/grants", "forged."+agent[10:], map[string]string{"target": "orders-db", "sql": "SELECT 1"})
+	status, body = lambdatest.HTTPEvent(t, fn, apigw, "POST", "/v1/grants", "forged."+agent[10:], map[string]string{"target": "orders-db", "sql": "SELECT 1"})
 	if status != 401 {
 		t.Errorf("forged token: %d %s", status, body)
 	}
 
-	status, body = awsfixture.HTTPEvent(t, fn, apigw, "POST", "/v1/grants", agent, map[string]string{"target": "orders-db", "sql": "SELECT id FROM users", "reason": "ticket 42"})
+	status, body = lambdatest.HTTPEvent(t, fn, apigw, "POST", "/v1/grants", agent, map[string]string{"target": "orders-db", "sql": "SELECT id FROM users", "reason": "ticket 42"})
 	if status != 202 {
 		t.Fatalf("request: %d %s", status, body)
 	}
@@ -116,15 +116,15 @@ func TestAPIFunctionUnderTheEmulator(t *testing.T) {
 		t.Fatalf("grant in DynamoDB: %+v, %v", stored, err)
 	}
 
-	status, body = awsfixture.HTTPEvent(t, fn, apigw, "POST", "/v1/grants/"+g.ID+"/approve", agent, nil)
+	status, body = lambdatest.HTTPEvent(t, fn, apigw, "POST", "/v1/grants/"+g.ID+"/approve", agent, nil)
 	if status != 403 {
 		t.Errorf("self-approval: %d %s", status, body)
 	}
-	status, body = awsfixture.HTTPEvent(t, fn, apigw, "GET", "/v1/grants?state=pending", dba, nil)
+	status, body = lambdatest.HTTPEvent(t, fn, apigw, "GET", "/v1/grants?state=pending", dba, nil)
 	if status != 200 || !strings.Contains(string(body), g.ID) {
 		t.Errorf("approver's pending list: %d %s", status, body)
 	}
-	status, body = awsfixture.HTTPEvent(t, fn, apigw, "POST", "/v1/grants/"+g.ID+"/approve", dba, map[string]string{"reason": "read only"})
+	status, body = lambdatest.HTTPEvent(t, fn, apigw, "POST", "/v1/grants/"+g.ID+"/approve", dba, map[string]string{"reason": "read only"})
 	if status != 200 || !strings.Contains(string(body), `"approved"`) {
 		t.Fatalf("approve: %d %s", status, body)
 	}

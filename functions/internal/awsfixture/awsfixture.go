@@ -13,16 +13,11 @@ package awsfixture
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -160,56 +155,4 @@ func (s *Stack) Env(extra map[string]string) []string {
 		kv[k] = v
 	}
 	return lambdatest.Env(kv)
-}
-
-// HTTPEvent sends one HTTP request to an API function under the emulator as
-// an API Gateway v2 event built from template (a real event payload from
-// testdata): method, path and query, the bearer token (if any) and a JSON
-// body (if non-nil). It returns the response's status and body.
-func HTTPEvent(t testing.TB, fn *lambdatest.Function, template []byte, method, pathQuery, token string, body any) (int, []byte) {
-	t.Helper()
-	var ev events.APIGatewayV2HTTPRequest
-	if err := json.Unmarshal(template, &ev); err != nil {
-		t.Fatal(err)
-	}
-	path, query, _ := strings.Cut(pathQuery, "?")
-	ev.RawPath, ev.RawQueryString = path, query
-	ev.RequestContext.HTTP.Method, ev.RequestContext.HTTP.Path = method, path
-	if ev.Headers == nil {
-		ev.Headers = map[string]string{}
-	}
-	if token != "" {
-		ev.Headers["authorization"] = "Bearer " + token
-	}
-	ev.Body = ""
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Body = string(b)
-		ev.Headers["content-type"] = "application/json"
-		ev.Headers["content-length"] = fmt.Sprint(len(b))
-	}
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := fn.Invoke(ctx, payload)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, pathQuery, err)
-	}
-	var resp events.APIGatewayV2HTTPResponse
-	if err := json.Unmarshal(out, &resp); err != nil || resp.StatusCode == 0 {
-		t.Fatalf("%s %s: not an HTTP response: %s", method, pathQuery, out)
-	}
-	rb := []byte(resp.Body)
-	if resp.IsBase64Encoded {
-		if rb, err = base64.StdEncoding.DecodeString(resp.Body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return resp.StatusCode, rb
 }
