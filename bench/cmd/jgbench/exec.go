@@ -39,6 +39,9 @@ type execResult struct {
 // a few untimed warm-up runs of each.
 func runExec(ctx context.Context, cfg *config, s *stack) (*execResult, error) {
 	r := &execResult{stages: map[string][]float64{}}
+	if err := s.refreshToken(ctx); err != nil {
+		return r, err
+	}
 	jargs := []string{"exec", "--target", targetName, "--sql", execSQL, "--format", "json", "-q"}
 	pargs := []string{"-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", fmt.Sprint(s.pg.Port), "-U", staticUser, "-d", benchDB, "-c", execSQL}
 	r.jitgateCmd = "jitgate " + shellJoin(jargs)
@@ -210,6 +213,9 @@ type grantResult struct {
 // n times the same way: the second number is what the HTTP server alone allows.
 func runGrants(ctx context.Context, cfg *config, s *stack) (*grantResult, error) {
 	r := &grantResult{n: cfg.grants, conc: cfg.grantConc}
+	if err := s.refreshToken(ctx); err != nil {
+		return r, err
+	}
 	body, _ := json.Marshal(map[string]string{"target": targetName, "mode": "exec", "sql": grantSQL, "reason": "bench"})
 	r.command = fmt.Sprintf("%d × POST %s/v1/grants %s, %d in parallel (Go net/http, keep-alive)", cfg.grants, s.broker, body, cfg.grantConc)
 	r.hzCmd = fmt.Sprintf("%d × GET %s/healthz, %d in parallel", cfg.grants, s.broker, cfg.grantConc)
@@ -289,10 +295,13 @@ func runGrants(ctx context.Context, cfg *config, s *stack) (*grantResult, error)
 	}
 	r.grantsPerSec, r.grantMs = blast("POST", s.broker+"/v1/grants", body, true)
 	r.healthzPerSec, r.healthzMs = blast("GET", s.broker+"/healthz", nil, false)
-	if r.failures > 0 {
-		s.log.Warn("grant issuance failures", "n", r.failures, "first", r.firstFailure)
+	if err := ctx.Err(); err != nil {
+		return r, err
 	}
-	return r, ctx.Err()
+	if r.failures > 0 {
+		return r, fmt.Errorf("%d of %d requests failed; first: %s", r.failures, 2*cfg.grants, r.firstFailure)
+	}
+	return r, nil
 }
 
 // apiJSON calls the broker's HTTP API with the bench token and decodes the

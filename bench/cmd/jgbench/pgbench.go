@@ -202,6 +202,11 @@ func runMatrix(ctx context.Context, cfg *config, s *stack, rawDir string) (*pgMa
 func (s *stack) runPgbench(ctx context.Context, cfg *config, path string, c pgConfig, m *pgMatrix, rawDir string, round int) pgRun {
 	rctx, cancel := context.WithTimeout(ctx, cfg.duration+2*time.Minute)
 	defer cancel()
+	if path == pathJitgate {
+		if err := s.refreshToken(rctx); err != nil {
+			return pgRun{err: err}
+		}
+	}
 	cmd, display := s.pgbenchCommand(rctx, cfg.jitgate, path, c, cfg.duration)
 	m.commands[c][path] = display
 	out, err := cmd.CombinedOutput()

@@ -63,6 +63,10 @@ func runProfile(ctx context.Context, cfg *config, s *stack, rawDir string) *prof
 	}
 	d := max(cfg.duration, 10*time.Second) + 4*time.Second
 	c := pgConfig{"select", 8}
+	if err := s.refreshToken(ctx); err != nil {
+		r.err = err.Error()
+		return r
+	}
 	cctx, cancel := context.WithTimeout(ctx, d+2*time.Minute)
 	defer cancel()
 	cmd, display := s.pgbenchCommand(cctx, cfg.jitgate, pathJitgate, c, d)

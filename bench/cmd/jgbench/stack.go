@@ -87,6 +87,7 @@ type stack struct {
 	broker    string // http://host:port of jitgate dev
 	dataDir   string
 	token     string
+	bin       string // the jitgate binary
 	devPID    int
 	stops     []func()
 	versions  map[string]string
@@ -353,7 +354,15 @@ func (s *stack) startJitgate(ctx context.Context, bin string) error {
 		b, _ := os.ReadFile(logf.Name())
 		return fmt.Errorf("jitgate dev: %v\n%s", err, b)
 	}
-	tok := exec.CommandContext(ctx, bin, "dev", "token", "--broker", s.broker, "--sub", "bench-agent", "--groups", benchGroups)
+	s.bin = bin
+	return s.refreshToken(ctx)
+}
+
+// refreshToken asks the dev issuer for a new token. Dev tokens live minutes,
+// shorter than a full run: every phase and every jitgate run takes a fresh one
+// (outside the measured time).
+func (s *stack) refreshToken(ctx context.Context) error {
+	tok := exec.CommandContext(ctx, s.bin, "dev", "token", "--broker", s.broker, "--sub", "bench-agent", "--groups", benchGroups)
 	tok.Env = cleanEnv()
 	out, err := tok.Output()
 	if err != nil {
