@@ -42,8 +42,8 @@ var planted = []string{card, cardPlain, email, awsKey, jwt, password, "4111 1111
 // seenRequest is what the upstream received.
 type seenRequest struct {
 	Method, URI, Host string
-	Header      http.Header
-	Body        string
+	Header            http.Header
+	Body              string
 }
 
 // upstream is an httptest API that plants secrets in JSON and text.
