@@ -56,6 +56,9 @@ func run(log *slog.Logger) error {
 	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
 		h := lambdahttp.Handler(b.Handler, lambdahttp.Options{})
 		lambda.Start(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+			if err := b.Clients.RefreshVault(ctx); err != nil {
+				log.Error("vault login failed; requests that need Vault will fail", "err", err)
+			}
 			resp, err := h(ctx, ev)
 			if serr := b.Audit.Ship(context.WithoutCancel(ctx)); serr != nil {
 				// The decision is already stored; the evidence of it must not

@@ -72,7 +72,12 @@ func setup(ctx context.Context, log *slog.Logger) (*deploy.Broker, error) {
 }
 
 func sweep(ctx context.Context, b *deploy.Broker, log *slog.Logger) Report {
+	var pre []string
+	if err := b.Clients.RefreshVault(ctx); err != nil {
+		pre = append(pre, err.Error())
+	}
 	rep := Report{SweepReport: b.Service.Sweep(ctx)}
+	rep.Errors = append(pre, rep.Errors...)
 	if b.Sessions != nil {
 		stopped, err := b.Sessions.StopOrphans(ctx, deploy.GrantLive(b.Store, time.Now))
 		rep.TasksStopped = stopped

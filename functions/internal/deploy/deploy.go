@@ -39,6 +39,7 @@ import (
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/s3sink"
 	"github.com/jitgate/jitgate/ephemeral/spec"
+	"github.com/jitgate/jitgate/functions/internal/vaultauth"
 )
 
 // Clients are the AWS and Vault clients of one execution environment.
@@ -50,6 +51,10 @@ type Clients struct {
 	ECS      *awsecs.Client
 	// Vault is nil when VAULT_ADDR is unset.
 	Vault *vaultapi.Client
+
+	env         Env
+	vaultMu     sync.Mutex
+	vaultExpiry time.Time // of an AWS-login token; zero for a static token
 }
 
 // NewClients loads the SDK's default configuration (region, the function's
@@ -78,7 +83,38 @@ func NewClients(ctx context.Context, env Env) (*Clients, error) {
 		}
 		c.Vault = v
 	}
+	c.env = env
+	if err := c.RefreshVault(ctx); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// RefreshVault logs in to Vault with the function's AWS role (when
+// JITGATE_VAULT_AWS_ROLE is set) if the client has no token yet or its token
+// ends within two minutes. The API and the sweeper call it at the start of
+// every invocation; a static VAULT_TOKEN is left alone.
+func (c *Clients) RefreshVault(ctx context.Context) error {
+	if c.Vault == nil || c.env.VaultAWSRole == "" {
+		return nil
+	}
+	c.vaultMu.Lock()
+	defer c.vaultMu.Unlock()
+	now := time.Now()
+	if !c.vaultExpiry.IsZero() && now.Add(2*time.Minute).Before(c.vaultExpiry) {
+		return nil
+	}
+	secret, err := vaultauth.Login(ctx, c.Vault, c.AWS.Credentials, vaultauth.Config{
+		Mount: c.env.VaultAWSMount, Role: c.env.VaultAWSRole, ServerID: c.env.VaultServerID})
+	if err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	if secret.Auth.LeaseDuration > 0 {
+		c.vaultExpiry = now.Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+	} else {
+		c.vaultExpiry = now.Add(100 * 365 * 24 * time.Hour) // a token without a TTL
+	}
+	return nil
 }
 
 // Store opens the DynamoDB grant store.
@@ -144,6 +180,7 @@ type Broker struct {
 	Policy   *policy.Policy
 	Audit    *AuditShipper
 	Sessions *ecs.Launcher // nil when session tasks are not configured
+	Clients  *Clients
 	Logger   *slog.Logger
 }
 
@@ -229,7 +266,7 @@ func NewBroker(ctx context.Context, env Env, c *Clients, log *slog.Logger) (*Bro
 	if err != nil {
 		return nil, err
 	}
-	return &Broker{Service: svc, Handler: h, Store: store, Policy: p, Audit: shipper, Sessions: sessions, Logger: log}, nil
+	return &Broker{Service: svc, Handler: h, Store: store, Policy: p, Audit: shipper, Sessions: sessions, Clients: c, Logger: log}, nil
 }
 
 func loadMaskKey(ctx context.Context, c *Clients, uri string) ([]byte, error) {

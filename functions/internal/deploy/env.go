@@ -32,6 +32,10 @@
 //	JITGATE_LISTEN              address the API serves on outside Lambda; default 127.0.0.1:8080
 //	VAULT_ADDR, VAULT_TOKEN,…   Vault client (credentials, wrapping); the runner and the
 //	                            ECS task need only VAULT_ADDR: unwrapping needs no token
+//	JITGATE_VAULT_AWS_ROLE      log in to Vault with the AWS IAM auth method as this Vault
+//	                            role (api, sweeper), instead of a VAULT_TOKEN
+//	JITGATE_VAULT_AWS_MOUNT     that auth method's mount; default "aws"
+//	JITGATE_VAULT_SERVER_ID     its iam_server_id_header_value
 package deploy
 
 import (
@@ -64,6 +68,9 @@ type Env struct {
 	FunctionName string
 	// VaultAddr is VAULT_ADDR; the Vault client reads the other VAULT_* itself.
 	VaultAddr string
+	// VaultAWSRole, VaultAWSMount and VaultServerID configure the AWS IAM
+	// login (functions/internal/vaultauth).
+	VaultAWSRole, VaultAWSMount, VaultServerID string
 }
 
 // ECSEnv places session tasks.
@@ -92,6 +99,9 @@ func FromEnv(getenv func(string) string) (Env, error) {
 		Listen:          orDefault(getenv("JITGATE_LISTEN"), "127.0.0.1:8080"),
 		FunctionName:    getenv("AWS_LAMBDA_FUNCTION_NAME"),
 		VaultAddr:       getenv("VAULT_ADDR"),
+		VaultAWSRole:    getenv("JITGATE_VAULT_AWS_ROLE"),
+		VaultAWSMount:   orDefault(getenv("JITGATE_VAULT_AWS_MOUNT"), "aws"),
+		VaultServerID:   getenv("JITGATE_VAULT_SERVER_ID"),
 		ECS: ECSEnv{
 			Cluster:        getenv("JITGATE_ECS_CLUSTER"),
 			TaskDefinition: getenv("JITGATE_ECS_TASK_DEFINITION"),

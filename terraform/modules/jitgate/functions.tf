@@ -23,10 +23,16 @@ resource "aws_vpc_security_group_egress_rule" "lambda" {
 }
 
 locals {
+  vault_login = { for f in ["api", "sweeper"] : f => var.vault_aws_auth.enabled ? {
+    JITGATE_VAULT_AWS_ROLE  = "${var.name}-${f}"
+    JITGATE_VAULT_AWS_MOUNT = var.vault_aws_auth.mount
+    JITGATE_VAULT_SERVER_ID = var.vault_aws_auth.server_id
+  } : {} }
+
   fn_settings = {
-    api     = { memory = var.api_memory_mb, timeout = 60, environment = local.broker_environment }
+    api     = { memory = var.api_memory_mb, timeout = 60, environment = merge(local.broker_environment, local.vault_login["api"]) }
     runner  = { memory = var.runner_memory_mb, timeout = var.runner_timeout_seconds, environment = local.runner_environment }
-    sweeper = { memory = 512, timeout = 120, environment = local.broker_environment }
+    sweeper = { memory = 512, timeout = 120, environment = merge(local.broker_environment, local.vault_login["sweeper"]) }
   }
 }
 

@@ -42,3 +42,10 @@ output "sweeper_rule_name" {
   description = "EventBridge rule that runs the sweeper."
   value       = aws_cloudwatch_event_rule.sweeper.name
 }
+
+output "function_role_arns" {
+  description = "IAM role ARN of each function and of the session task: bind Vault's AWS auth roles (bound_iam_principal_arn) and database access to these."
+  value = merge({ for k, r in aws_iam_role.fn : k => r.arn }, {
+    session_task = aws_iam_role.session_task.arn
+  })
+}

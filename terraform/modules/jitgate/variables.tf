@@ -48,8 +48,18 @@ variable "vault_addr" {
   type        = string
 }
 
+variable "vault_aws_auth" {
+  description = "Log the API and sweeper functions in to Vault with Vault's AWS IAM auth method (recommended): each logs in as the Vault role named like its IAM role (<name>-api, <name>-sweeper; see output function_role_arns for bound_iam_principal_arn). mount is the auth method's mount, server_id its iam_server_id_header_value."
+  type = object({
+    enabled   = bool
+    mount     = optional(string, "aws")
+    server_id = optional(string, "")
+  })
+  default = { enabled = false }
+}
+
 variable "vault_token" {
-  description = "Vault token of the API and sweeper functions (database creds, lease revocation, response wrapping). Stopgap until the AWS IAM auth method is wired in: the token is stored in the functions' environment, encrypted with the deployment's KMS key, and readable by whoever may call lambda:GetFunctionConfiguration. Prefer a short-lived, narrowly scoped periodic token. The runner and the session task never get it."
+  description = "Vault token of the API and sweeper functions when vault_aws_auth is off (database creds, lease revocation, response wrapping). It is stored in the functions' environment, encrypted with the deployment's KMS key, and readable by whoever may call lambda:GetFunctionConfiguration: prefer vault_aws_auth. The runner and the session task never get a Vault token."
   type        = string
   sensitive   = true
   default     = ""
