@@ -8,6 +8,7 @@ import (
 	"github.com/jitgate/jitgate/broker/identity"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/guard/httprule"
 	"github.com/jitgate/jitgate/ephemeral/guard/shell"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
@@ -51,6 +52,28 @@ func Evaluate(p *policy.Policy, who identity.Identity, in RequestInput) (Evaluat
 		}
 		if !v.Allowed {
 			deny = append(deny, "command refused: "+v.Reason)
+		}
+	case in.Mode == spec.Exec && tgt.Protocol == spec.HTTP:
+		// One request ("GET /v1/flags"); reads are GET/HEAD/OPTIONS. The
+		// proxy judges the same operation with the same rules.
+		op, err := httprule.ParseOperation(in.Operation)
+		if err != nil {
+			ev.Access = spec.Admin
+			deny = append(deny, fmt.Sprintf("request cannot be parsed: %v", err))
+			break
+		}
+		ev.Access = spec.Write
+		switch op.Method {
+		case "GET", "HEAD", "OPTIONS":
+			ev.Access = spec.Read
+		}
+		ev.Statements = append(ev.Statements, grant.StatementInfo{SQL: op.Method + " " + op.Target, Kind: op.Method, Class: ev.Access.String()})
+		hg, err := httprule.New(httprule.Config{Rules: httprule.FromSpec(tgt.HTTPRules), Access: ev.Access})
+		if err != nil {
+			return Evaluation{}, fmt.Errorf("broker: http rules for %s: %w", tgt.Name, err)
+		}
+		if v := hg.CheckOperation(op); !v.Allowed {
+			deny = append(deny, "request refused: "+v.Reason)
 		}
 	case in.Mode == spec.Exec && tgt.Protocol != spec.Postgres:
 		return Evaluation{}, fmt.Errorf("%w: exec mode is not available for %s targets yet", ErrBadRequest, tgt.Kind)

@@ -115,9 +115,12 @@ type GrantRequest struct {
 	SQL    string `json:"sql,omitempty"`
 	// Command is the exec-mode shell command of an SSH target.
 	Command string `json:"command,omitempty"`
-	Access  string `json:"access,omitempty"` // session mode: read (default), write, admin
-	TTL     string `json:"ttl,omitempty"`    // Go duration, e.g. "10m"
-	Reason  string `json:"reason,omitempty"`
+	// HTTP is the exec-mode request of an HTTP target: "GET /v1/flags"
+	// (headers on following lines, a body after a blank line).
+	HTTP   string `json:"http,omitempty"`
+	Access string `json:"access,omitempty"` // session mode: read (default), write, admin
+	TTL    string `json:"ttl,omitempty"`    // Go duration, e.g. "10m"
+	Reason string `json:"reason,omitempty"`
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identity) {
@@ -125,8 +128,8 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 	if !decode(w, r, &req) {
 		return
 	}
-	if req.SQL != "" && req.Command != "" {
-		writeError(w, 400, "bad_request", "give sql or command, not both")
+	if n := btoi(req.SQL != "") + btoi(req.Command != "") + btoi(req.HTTP != ""); n > 1 {
+		writeError(w, 400, "bad_request", "give one of sql, command or http")
 		return
 	}
 	if t, ok := a.cfg.Service.Policy().Target(req.Target); ok {
@@ -137,9 +140,12 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 		case req.Command != "" && t.Protocol != spec.SSH:
 			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: command is for ssh targets", t.Name, t.Kind))
 			return
+		case req.HTTP != "" && t.Protocol != spec.HTTP:
+			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: http is for http targets", t.Name, t.Kind))
+			return
 		}
 	}
-	in := broker.RequestInput{Target: req.Target, Operation: req.SQL + req.Command, Reason: req.Reason}
+	in := broker.RequestInput{Target: req.Target, Operation: req.SQL + req.Command + req.HTTP, Reason: req.Reason}
 	mode := req.Mode
 	if mode == "" {
 		mode = "exec"
@@ -407,4 +413,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

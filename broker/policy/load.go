@@ -246,7 +246,7 @@ var (
 // (its other errors are in l.errs).
 func (l *loader) target(n *yaml.Node) (Target, bool) {
 	f := l.mapping(n, "target", "name", "description", "kind", "address", "database",
-		"credentials", "masking", "guard", "user", "known_hosts", "commands")
+		"credentials", "masking", "guard", "user", "known_hosts", "commands", "http")
 	if f == nil {
 		return Target{}, false
 	}
@@ -286,7 +286,8 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 	}
 
 	if mn := f.vals["masking"]; mn != nil {
-		if mf := l.mapping(mn, what+" masking", "columns", "detectors", "style"); mf != nil {
+		if mf := l.mapping(mn, what+" masking", "columns", "detectors", "style", "json_fields"); mf != nil {
+			t.Masking.JSONFields, _ = l.strList(mf, "json_fields", what+" masking")
 			t.Masking.Columns, _ = l.strList(mf, "columns", what+" masking")
 			for i, c := range t.Masking.Columns {
 				if !columnRE.MatchString(c) {
@@ -329,6 +330,26 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 			}
 		}
 	}
+	if hn := f.vals["http"]; hn != nil {
+		if t.Protocol != spec.HTTP {
+			l.errAt(hn, "%s: http is only for http targets", what)
+		} else if hf := l.mapping(hn, what+" http", "rules"); hf != nil {
+			for _, rn := range l.seq(hf.vals["rules"], what+" http rules") {
+				rf := l.mapping(rn, what+" http rule", "methods", "path", "effect")
+				if rf == nil {
+					continue
+				}
+				var r spec.HTTPRule
+				r.Methods, _ = l.strList(rf, "methods", what+" http rule")
+				r.Path, _ = l.required(rf, "path", what+" http rule")
+				r.Effect, _ = l.str(rf, "effect", what+" http rule")
+				if r.Effect != "" && r.Effect != "allow" && r.Effect != "deny" {
+					l.errAt(rf.vals["effect"], "%s: http rule effect %q: want allow or deny", what, r.Effect)
+				}
+				t.HTTPRules = append(t.HTTPRules, r)
+			}
+		}
+	}
 	if gn := f.vals["guard"]; gn != nil {
 		if gf := l.mapping(gn, what+" guard", "deny_functions", "allow_functions", "deny_kinds", "allow_kinds"); gf != nil {
 			t.Guard.DenyFunctions, _ = l.strList(gf, "deny_functions", what+" guard")
@@ -343,7 +364,7 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) TargetCredentials {
 	var c TargetCredentials
 	w := what + " credentials"
-	f := l.mapping(n, w, "source", "admin_dsn", "read_role", "write_role", "admin_role", "vault_mount", "vault_roles", "ca_key")
+	f := l.mapping(n, w, "source", "admin_dsn", "read_role", "write_role", "admin_role", "vault_mount", "vault_roles", "ca_key", "token", "kv_path", "kv_field")
 	if f == nil {
 		return c
 	}
@@ -364,6 +385,22 @@ func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) Tar
 	c.AdminRole, _ = l.str(f, "admin_role", w)
 	c.VaultMount, _ = l.str(f, "vault_mount", w)
 	c.CAKey, _ = l.str(f, "ca_key", w)
+	c.Token, _ = l.str(f, "token", w)
+	c.KVPath, _ = l.str(f, "kv_path", w)
+	c.KVField, _ = l.str(f, "kv_field", w)
+	if proto != spec.HTTP && (c.Token != "" || c.KVPath != "" || c.KVField != "") {
+		l.errAt(n, "%s: token, kv_path and kv_field are only for http targets", w)
+	}
+	if proto == spec.HTTP {
+		switch {
+		case c.Source == SourceLocal && c.Token == "":
+			l.errAt(n, "%s: token (env:NAME or file:PATH) is required for an http target with source local", w)
+		case c.Source == SourceLocal && !strings.HasPrefix(c.Token, "env:") && !strings.HasPrefix(c.Token, "file:"):
+			l.errAt(f.vals["token"], "%s: token must be a reference (env:NAME or file:PATH), not a literal", w)
+		case c.Source == SourceVault && (c.KVPath == "" || c.KVField == ""):
+			l.errAt(n, "%s: kv_path and kv_field are required for an http target with source vault", w)
+		}
+	}
 	if c.CAKey != "" && proto != spec.SSH {
 		l.errAt(f.vals["ca_key"], "%s: ca_key is only for ssh targets", w)
 	}
@@ -392,7 +429,7 @@ func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) Tar
 		if c.VaultMount == "" {
 			l.errAt(n, "%s: vault_mount is required for source vault", w)
 		}
-		if len(c.VaultRoles) == 0 {
+		if len(c.VaultRoles) == 0 && proto != spec.HTTP {
 			l.errAt(n, "%s: vault_roles is required for source vault", w)
 		}
 		if c.AdminDSN != "" {

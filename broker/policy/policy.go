@@ -147,6 +147,12 @@ type TargetCredentials struct {
 	// CAKey is the embedded SSH CA's private key reference ("file:PATH" or
 	// "env:NAME"), resolved by the caller (ssh targets, source local).
 	CAKey string
+	// Token is an HTTP target's API token reference (env:NAME or file:PATH),
+	// injected by the proxy (http targets, source local).
+	Token string
+	// KVPath and KVField name the Vault KV v2 secret holding an HTTP
+	// target's token (http targets, source vault; VaultMount is the KV mount).
+	KVPath, KVField string
 }
 
 // Role returns the role (local) or Vault role (vault) for access a, or "".
@@ -172,6 +178,8 @@ type Masking struct {
 	Columns []string
 	// Detectors are content detector names (credit_card, email, ...).
 	Detectors []string
+	// JSONFields are JSON paths masked in HTTP responses.
+	JSONFields []string
 	// Style is "full" (default), "partial" or "token".
 	Style string
 }
@@ -202,6 +210,8 @@ type Target struct {
 	KnownHosts []string
 	// Commands is the command policy of SSH targets.
 	Commands spec.Commands
+	// HTTPRules are the method/path rules of HTTP targets.
+	HTTPRules []spec.HTTPRule
 }
 
 // SpecTarget returns the target as the proxy sees it.
@@ -214,9 +224,10 @@ func (t *Target) SpecTarget() spec.Target {
 // adds a TokenKey for the "token" style).
 func (t *Target) SpecMask() spec.Mask {
 	return spec.Mask{
-		Columns:   slices.Clone(t.Masking.Columns),
-		Detectors: slices.Clone(t.Masking.Detectors),
-		Style:     t.Masking.Style,
+		Columns:    slices.Clone(t.Masking.Columns),
+		Detectors:  slices.Clone(t.Masking.Detectors),
+		Style:      t.Masking.Style,
+		JSONFields: slices.Clone(t.Masking.JSONFields),
 	}
 }
 
@@ -229,6 +240,7 @@ func (t *Target) SpecGuard(a spec.Access) spec.Guard {
 		DenyKinds:      slices.Clone(t.Guard.DenyKinds),
 		AllowKinds:     slices.Clone(t.Guard.AllowKinds),
 		Commands:       t.Commands,
+		HTTP:           slices.Clone(t.HTTPRules),
 	}
 }
 

@@ -179,6 +179,7 @@ func execCommand() *cli.Command {
 		Flags: append(grantFlags(),
 			&cli.StringFlag{Name: "sql", Usage: "the statement (postgres targets)"},
 			&cli.StringFlag{Name: "command", Usage: "the shell command (ssh targets)"},
+			&cli.StringFlag{Name: "http", Usage: `the request (http targets), e.g. "GET /v1/flags"`},
 			&cli.StringFlag{Name: "format", Usage: "table, json or csv", Value: "table"},
 		),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -186,15 +187,16 @@ func execCommand() *cli.Command {
 			if format != "table" && format != "json" && format != "csv" {
 				return usageErr("--format must be table, json or csv, not %q", format)
 			}
-			if (cmd.String("sql") == "") == (cmd.String("command") == "") {
-				return usageErr("exec needs exactly one of --sql (postgres targets) or --command (ssh targets)")
+			if n := len(cmd.String("sql") + cmd.String("command") + cmd.String("http")); n == 0 ||
+				(cmd.String("sql") != "" && cmd.String("command") != "") || (cmd.String("http") != "" && cmd.String("sql")+cmd.String("command") != "") {
+				return usageErr("exec needs exactly one of --sql (postgres targets), --command (ssh targets) or --http (http targets)")
 			}
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			g, err := requestAndWait(ctx, c, cmd, httpapi.GrantRequest{Target: cmd.String("target"), Mode: "exec", SQL: cmd.String("sql"),
-				Command: cmd.String("command"), Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
+				Command: cmd.String("command"), HTTP: cmd.String("http"), Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
 			if err != nil {
 				return err
 			}

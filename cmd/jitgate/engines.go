@@ -11,9 +11,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/crypto/ssh"
 
+	httpengine "github.com/jitgate/jitgate/ephemeral/engine/http"
 	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
 	sshengine "github.com/jitgate/jitgate/ephemeral/engine/ssh"
 	"github.com/jitgate/jitgate/ephemeral/guard"
+	"github.com/jitgate/jitgate/ephemeral/guard/httprule"
 	"github.com/jitgate/jitgate/ephemeral/guard/shell"
 	"github.com/jitgate/jitgate/ephemeral/mask"
 	"github.com/jitgate/jitgate/ephemeral/record"
@@ -26,6 +28,7 @@ func engines() map[spec.Protocol]session.Factory {
 	return map[spec.Protocol]session.Factory{
 		spec.Postgres: newPostgresEngine,
 		spec.SSH:      newSSHEngine,
+		spec.HTTP:     newHTTPEngine,
 	}
 }
 
@@ -113,4 +116,20 @@ func statementError(code string) bool {
 		return false
 	}
 	return true
+}
+
+func newHTTPEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (session.Engine, error) {
+	gd, err := httprule.New(httprule.Config{Rules: httprule.FromSpec(g.Guard.HTTP), Access: g.Guard.Access})
+	if err != nil {
+		return nil, err
+	}
+	style, err := mask.ParseStyle(g.Mask.Style)
+	if err != nil {
+		return nil, err
+	}
+	mk, err := mask.New(mask.Config{Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)})
+	if err != nil {
+		return nil, err
+	}
+	return httpengine.New(httpengine.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, Logger: log, MaskJSONFields: g.Mask.JSONFields})
 }

@@ -49,9 +49,13 @@ func printResult(w io.Writer, format, grantID string, res *httpapi.RunResponse) 
 		cw.Flush()
 		return cw.Error()
 	default:
-		if len(r.Columns) == 0 && (r.Output != "" || strings.HasPrefix(r.Tag, "exit ") || strings.HasPrefix(r.Tag, "signal ")) {
+		if len(r.Columns) == 0 && (r.Output != "" || strings.HasPrefix(r.Tag, "exit ") || strings.HasPrefix(r.Tag, "signal ") || strings.HasPrefix(r.Tag, "HTTP ")) {
 			// A shell command: its (masked) output as it came, stderr after it.
 			fmt.Fprint(w, r.Output)
+			if strings.HasPrefix(r.Tag, "HTTP ") {
+				fmt.Fprintln(os.Stderr, r.Tag)
+				return nil
+			}
 			for _, n := range r.Notices {
 				fmt.Fprint(os.Stderr, n)
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/jitgate/jitgate/broker/approvalui"
 	"github.com/jitgate/jitgate/broker/audit"
 	"github.com/jitgate/jitgate/broker/credentials"
+	"github.com/jitgate/jitgate/broker/credentials/kv"
 	"github.com/jitgate/jitgate/broker/credentials/local"
 	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/broker/credentials/vault"
@@ -258,6 +259,9 @@ func buildSource(t *policy.Target) (credentials.Source, error) {
 	if t.Protocol == spec.SSH {
 		return buildSSHSource(t)
 	}
+	if t.Protocol == spec.HTTP {
+		return buildHTTPSource(t)
+	}
 	switch c.Source {
 	case policy.SourceLocal:
 		dsn, err := resolveRef(c.AdminDSN)
@@ -429,4 +433,38 @@ func buildSSHSource(t *policy.Target) (credentials.Source, error) {
 		Principals:  map[spec.Access]string{spec.Read: t.User, spec.Write: t.User, spec.Admin: t.User},
 		Permissions: sshca.Permissions{PTY: t.Commands.Interactive, PortForwarding: t.Commands.PortForwarding},
 	})
+}
+
+// buildHTTPSource is where an http target's API token comes from: a local
+// reference (env:NAME, file:PATH) or Vault KV v2. The proxy injects it; the
+// agent never sees it.
+func buildHTTPSource(t *policy.Target) (credentials.Source, error) {
+	c := t.Credentials
+	ref := kv.Ref{Path: t.Name, Field: "token"}
+	cfg := kv.Config{Secrets: map[spec.Access]kv.Ref{}}
+	switch c.Source {
+	case policy.SourceLocal:
+		tok, err := resolveRef(c.Token)
+		if err != nil {
+			return nil, fmt.Errorf("token: %w", err)
+		}
+		cfg.Static = map[string]map[string]string{t.Name: {"token": tok}}
+	case policy.SourceVault:
+		vc := vaultapi.DefaultConfig()
+		if vc.Error != nil {
+			return nil, vc.Error
+		}
+		client, err := vaultapi.NewClient(vc)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Client, cfg.Mount = client, c.VaultMount
+		ref = kv.Ref{Path: c.KVPath, Field: c.KVField}
+	default:
+		return nil, fmt.Errorf("unknown credential source %v", c.Source)
+	}
+	for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
+		cfg.Secrets[a] = ref
+	}
+	return kv.New(cfg)
 }

@@ -233,6 +233,16 @@ type Guard struct {
 	AllowKinds []string `json:"allow_kinds,omitempty"`
 	// Commands is the command policy of SSH and Kubernetes exec grants.
 	Commands Commands `json:"commands,omitempty"`
+	// HTTP are the method/path rules of HTTP grants (deny wins; no allow → refused).
+	HTTP []HTTPRule `json:"http,omitempty"`
+}
+
+// HTTPRule allows or denies requests by method and path pattern
+// ("/v1/users/{id}", "/v1/items/*", "/v1/files/**").
+type HTTPRule struct {
+	Methods []string `json:"methods,omitempty"`
+	Path    string   `json:"path"`
+	Effect  string   `json:"effect,omitempty"` // allow (default) or deny
 }
 
 // Commands is what a shell-command grant may run.
@@ -258,6 +268,8 @@ type Mask struct {
 	Detectors []string `json:"detectors,omitempty"`
 	// Style is "full" (default), "partial" or "token".
 	Style string `json:"style,omitempty"`
+	// JSONFields are JSON paths masked in HTTP responses ("password", "$.users[*].email").
+	JSONFields []string `json:"json_fields,omitempty"`
 	// TokenKey keys the deterministic "token" style (HMAC-SHA256).
 	TokenKey WireSecret `json:"token_key,omitempty"`
 }

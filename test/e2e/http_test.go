@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHTTPExec: an agent calls an internal API through the broker and the
+// ephemeral HTTP proxy. The proxy injects the API token (the agent never has
+// it), masks JSON fields and detector matches, and refuses what the target's
+// rules do not allow — the broker refusing first with the same rules.
+func TestHTTPExec(t *testing.T) {
+	const apiToken = "s3cr3t-api-token-for-config"
+	var sawToken, calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.Header.Get("Authorization") == "Bearer "+apiToken {
+			sawToken.Add(1)
+		} else {
+			http.Error(w, "no token", 401)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"flags":{"beta":true},"owner":{"email":"ops@example.com","password":"hunter2"},"card":"4111 1111 1111 1111"}`)
+	}))
+	defer api.Close()
+
+	iss, ts := startTLSIssuer(t)
+	dir := t.TempDir()
+	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
+	policyText := fmt.Sprintf(`version: 1
+issuers:
+  - {name: test, issuer: %s, audience: jitgate}
+targets:
+  - name: config-api
+    kind: http
+    address: %s
+    http:
+      rules:
+        - {methods: [GET], path: /v1/flags}
+        - {path: /v1/admin/**, effect: deny}
+    credentials: {source: local, token: env:CONFIG_API_TOKEN}
+    masking: {detectors: [credit_card, email], json_fields: [password]}
+rules:
+  - name: agents-read-config
+    when: '"ai-agents" in identity.groups'
+    targets: [config-api]
+    access: read
+`, ts.URL, strings.TrimPrefix(api.URL, "http://"))
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen, "CONFIG_API_TOKEN="+apiToken)
+	logs := &syncBuffer{}
+	b := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
+	b.Env, b.Stdout, b.Stderr = envv, logs, logs
+	b.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = b.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-b.Process.Pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			t.Logf("broker log:\n%s", logs.String())
+		}
+	})
+	waitHealthy(t, "http://"+listen+"/healthz")
+	tok, err := iss.Token("agent-1", []string{"ai-agents"}, "jitgate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent's environment must not hold the API token.
+	agentEnv := []string{}
+	for _, kv := range envv {
+		if !strings.HasPrefix(kv, "CONFIG_API_TOKEN=") {
+			agentEnv = append(agentEnv, kv)
+		}
+	}
+	run := func(args ...string) (string, string, int) {
+		c := exec.Command(jitgateBin, args...)
+		c.Env = append(agentEnv, "JITGATE_TOKEN="+tok)
+		var out, errb strings.Builder
+		c.Stdout, c.Stderr = &out, &errb
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return out.String(), errb.String(), code
+	}
+	out, errOut, code := run("exec", "--target", "config-api", "--http", "GET /v1/flags")
+	if code != 0 || !strings.Contains(out, `"beta":true`) {
+		t.Fatalf("GET: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	for _, secret := range []string{"hunter2", "ops@example.com", "4111 1111 1111 1111", apiToken} {
+		if strings.Contains(out+errOut, secret) {
+			t.Errorf("%q reached the agent:\n%s", secret, out)
+		}
+	}
+	if sawToken.Load() != 1 {
+		t.Fatalf("the upstream saw the injected token %d times, want 1", sawToken.Load())
+	}
+	before := calls.Load()
+	for _, req := range []string{"DELETE /v1/flags", "GET /v1/admin/keys", "GET /v1/flags/../admin/keys", "GET /v1/%2e%2e/admin/keys", "POST /v1/flags"} {
+		_, errOut, code := run("exec", "--target", "config-api", "--http", req)
+		if code != 3 || !strings.Contains(errOut, "refused") {
+			t.Errorf("%q: exit %d, stderr %s; want exit 3 (refused)", req, code, errOut)
+		}
+	}
+	if calls.Load() != before {
+		t.Fatalf("refused requests reached the upstream (%d calls)", calls.Load()-before)
+	}
+}
