@@ -131,6 +131,12 @@ func (s *Service) FlushRecordings(ctx context.Context, sink record.Sink, minAge 
 
 // auditCommands turns the verdicts a proxy recorded into audit events.
 func (s *Service) auditCommands(ctx context.Context, g *grant.Grant, recPath string) {
+	if strings.Contains(recPath, "://") {
+		// A recording already in a remote sink (s3://...): its verdicts stay
+		// in it; the broker audits where it is (recording.stored) and does not
+		// fetch it back here.
+		return
+	}
 	_, events, err := record.ReadFile(recPath)
 	if err != nil {
 		s.cfg.Logger.Error("read recording for audit", "grant", g.ID, "path", recPath, "err", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/jitgate/jitgate/ephemeral/engines"
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/filesink"
 	"github.com/jitgate/jitgate/ephemeral/record/sign"
@@ -43,7 +44,7 @@ func proxyCommand() *cli.Command {
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("proxy", g.ID)
 			session.Version = buildVersion()
-			cfg := session.Config{Grant: &g, Engines: engines(), Status: os.Stdout, Logger: log,
+			cfg := session.Config{Grant: &g, Engines: engines.Table(), Status: os.Stdout, Logger: log,
 				Upload: record.Uploader{Timeout: cmd.Duration("upload-timeout")}}
 			// A recording that cannot be signed or stored as configured refuses
 			// the grant before anything runs.

@@ -35,8 +35,8 @@ import (
 
 	"github.com/jitgate/jitgate/broker/launch/ecs"
 	launchlambda "github.com/jitgate/jitgate/broker/launch/lambda"
+	"github.com/jitgate/jitgate/ephemeral/engines"
 	"github.com/jitgate/jitgate/functions/internal/deploy"
-	"github.com/jitgate/jitgate/functions/internal/proxyengines"
 )
 
 func main() {
@@ -91,6 +91,6 @@ func setup(ctx context.Context, log *slog.Logger) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &runner{store: store, vault: c.Vault, sink: sink, engines: proxyengines.Engines(), log: log,
+	return &runner{store: store, vault: c.Vault, sink: sink, engines: engines.Table(), log: log,
 		now: time.Now, uploadTimeout: 30 * time.Second}, nil
 }

@@ -1,4 +1,9 @@
-package main
+// Package engines is the closed set of protocol engines an ephemeral proxy
+// serves, as one table of session factories: postgres, ssh and http. Both
+// entry points that run a proxy (cmd/jitgate's hidden __proxy command and the
+// functions/runner Lambda/ECS task) take their table from here, so a grant is
+// guarded, masked and recorded the same way wherever it runs.
+package engines
 
 import (
 	"context"
@@ -23,8 +28,8 @@ import (
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
-// engines is the closed set of protocol engines the proxy serves.
-func engines() map[spec.Protocol]session.Factory {
+// Table returns the engine factories by protocol.
+func Table() map[spec.Protocol]session.Factory {
 	return map[spec.Protocol]session.Factory{
 		spec.Postgres: newPostgresEngine,
 		spec.SSH:      newSSHEngine,
