@@ -24,55 +24,6 @@ import (
 	"github.com/jitgate/jitgate/test/shopdb"
 )
 
-const seed = `
-CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, password_hash text NOT NULL, card_number text);
-CREATE TABLE orders (id serial PRIMARY KEY, user_id int REFERENCES users(id), item text NOT NULL, amount numeric(10,2) NOT NULL, created_at timestamptz DEFAULT now());
-INSERT INTO users (name, email, password_hash, card_number) VALUES
- ('Ada Lovelace', 'ada@example.com', '$2b$12$KIXQJvU2nF0rX8c6m1d3zOcN5YVh2wq9y1a7bS4tE6uR8iP0oL2mK', '4111 1111 1111 1111'),
- ('Grace Hopper', 'grace@example.org', '$2b$12$Zq8x7W6v5U4t3S2r1Q0pOeN9mL8kJ7iH6gF5eD4cB3aZ2yX1wV0uT', '5500-0000-0000-0004'),
- ('Alan Turing', 'alan@example.net', '$2b$12$AbCdEfGhIjKlMnOpQrStUuVwXyZ0123456789abcdefghijklmnopq', '340000000000009');
-INSERT INTO orders (user_id, item, amount) VALUES (1, 'analytical engine', 1843.00), (2, 'compiler', 1952.50), (3, 'bombe', 1940.00), (1, 'punch cards', 12.25);
-`
-
-const policyTmpl = `version: 1
-# Demo policy written by make demo. The embedded dev issuer ("dev") is added by
-# jitgate dev automatically; a production policy lists its real issuers here.
-issuers:
-  - name: okta
-    issuer: https://example.okta.com/oauth2/default
-    audience: api://jitgate
-    groups_claim: groups
-targets:
-  - name: orders-db
-    kind: postgres
-    address: %[1]s
-    database: shop
-    credentials:
-      source: local
-      admin_dsn: env:SHOP_ADMIN_DSN
-      read_role: shop_read
-      write_role: shop_write
-    masking:
-      columns: ["public.users.password_hash", "public.users.card_number", "*.email"]
-      detectors: [credit_card, email]
-  - name: test-db
-    kind: postgres
-    address: %[1]s
-    database: shop_test
-    credentials: {source: local, admin_dsn: env:SHOP_ADMIN_DSN, read_role: test_read, write_role: test_write}
-rules:
-  - name: agents-read-orders
-    when: '"ai-agents" in identity.groups'
-    targets: [orders-db]
-    access: read
-    max_ttl: 10m
-  - name: agents-write-needs-dba
-    when: '"ai-agents" in identity.groups'
-    targets: [test-db]
-    access: write
-    approval: {approvers: {groups: [dba]}, quorum: 1, timeout: 15m}
-`
-
 func main() {
 	bin := flag.String("bin", "bin/jitgate", "the jitgate binary")
 	dataDir := flag.String("data-dir", ".jitgate-demo", "where the demo keeps grants, audit log and recordings")
