@@ -374,10 +374,13 @@ func TestStrictKexRequired(t *testing.T) {
 	if !bytes.HasPrefix(all, []byte("SSH-2.0-jitgate")) {
 		t.Fatalf("no banner: %q", all)
 	}
+	// The proxy closes the connection, then records why: poll for the event.
 	var found bool
-	for _, ev := range p.events(t) {
-		if ev.Type == record.Error && strings.Contains(ev.Error, "strict key exchange") {
-			found = true
+	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, ev := range p.events(t) {
+			if ev.Type == record.Error && strings.Contains(ev.Error, "strict key exchange") {
+				found = true
+			}
 		}
 	}
 	if !found {
