@@ -144,18 +144,55 @@ func (s *Service) auditCommands(ctx context.Context, g *grant.Grant, recPath str
 			Detail: fmt.Sprintf("recording %s unreadable: %v", recPath, err)})
 		return
 	}
+	// Every blocked command gets its own event. Allowed ones are grouped by
+	// statement text (with a count) and capped: a pgbench run sends hundreds of
+	// thousands, one fsynced event each would cost more than the session, and
+	// the signed recording holds every one of them anyway.
+	type allowed struct {
+		stmt string
+		n    int
+	}
+	var order []*allowed
+	seen := map[string]*allowed{}
 	for _, ev := range events {
 		if ev.Type != record.Verdict || ev.Allowed == nil {
 			continue
 		}
-		typ := audit.CommandAllowed
 		if !*ev.Allowed {
-			typ = audit.CommandBlocked
+			s.audit(ctx, audit.Event{Type: audit.CommandBlocked, GrantID: g.ID, Target: g.Target, Actor: g.Requester, Rule: g.Rule,
+				Statement: ev.Statement, Detail: ev.Reason})
+			continue
 		}
-		s.audit(ctx, audit.Event{Type: typ, GrantID: g.ID, Target: g.Target, Actor: g.Requester, Rule: g.Rule,
-			Statement: ev.Statement, Detail: ev.Reason})
+		if a := seen[ev.Statement]; a != nil {
+			a.n++
+			continue
+		}
+		a := &allowed{stmt: ev.Statement, n: 1}
+		seen[ev.Statement] = a
+		order = append(order, a)
+	}
+	for i, a := range order {
+		if i == maxAllowedAuditEvents {
+			rest := 0
+			for _, b := range order[i:] {
+				rest += b.n
+			}
+			s.audit(ctx, audit.Event{Type: audit.CommandAllowed, GrantID: g.ID, Target: g.Target, Actor: g.Requester, Rule: g.Rule,
+				Detail: fmt.Sprintf("%d more allowed statement(s) (%d distinct); every one is in recording %s", rest, len(order)-i, recPath)})
+			break
+		}
+		detail := ""
+		if a.n > 1 {
+			detail = fmt.Sprintf("%d times", a.n)
+		}
+		s.audit(ctx, audit.Event{Type: audit.CommandAllowed, GrantID: g.ID, Target: g.Target, Actor: g.Requester, Rule: g.Rule,
+			Statement: a.stmt, Detail: detail})
 	}
 }
+
+// maxAllowedAuditEvents caps the distinct allowed statements audited one by
+// one per grant; the rest are summarised in one event pointing at the recording.
+const maxAllowedAuditEvents = 200
 
 // roleFromLease recovers the username from a local lease id ("local:postgres:<role>").
 func roleFromLease(lease string) string {

@@ -268,7 +268,9 @@ func buildSource(t *policy.Target) (credentials.Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("admin_dsn: %w", err)
 		}
-		return local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: t.Database, Roles: roles})
+		// A session grant serves pools and pgbench -c N: room for a few dozen
+		// connections (the role still expires with the grant).
+		return local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: t.Database, Roles: roles, ConnectionLimit: 32})
 	case policy.SourceVault:
 		vc := vaultapi.DefaultConfig() // reads VAULT_ADDR and friends
 		if vc.Error != nil {
