@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -232,9 +235,14 @@ func connectCommand() *cli.Command {
 		Name:      "connect",
 		Usage:     "open a session grant and run a client (psql, pgbench, ...) against its proxy",
 		ArgsUsage: "-- COMMAND [ARGS...]",
-		Description: "The command runs with PGHOST, PGPORT, PGUSER, PGPASSWORD (the one-time grant secret),\n" +
-			"PGDATABASE and PGSSLMODE set for the grant's proxy. The session ends when the command exits\n" +
-			"or the grant expires.",
+		Description: "PostgreSQL targets: the command runs with PGHOST, PGPORT, PGUSER, PGPASSWORD (the one-time\n" +
+			"grant secret), PGDATABASE and PGSSLMODE set for the grant's proxy.\n" +
+			"SSH targets: JITGATE_HOST, JITGATE_PORT, JITGATE_USER, JITGATE_KNOWN_HOSTS (a file trusting the proxy's\n" +
+			"host key) and SSH_ASKPASS (answers the password prompt with the grant secret), e.g.\n" +
+			"  jitgate connect --target web-1 -- sh -c 'ssh -o UserKnownHostsFile=$JITGATE_KNOWN_HOSTS -p $JITGATE_PORT $JITGATE_USER@$JITGATE_HOST uptime'\n" +
+			"HTTP targets: JITGATE_URL (http://grant:secret@proxy, a reverse proxy to the target) and\n" +
+			"JITGATE_PROXY (the same, for http_proxy=$JITGATE_PROXY curl http://<target address>/...).\n" +
+			"The session ends when the command exits or the grant expires.",
 		Flags: append(grantFlags(),
 			&cli.StringFlag{Name: "access", Usage: "read, write or admin", Value: "read"},
 		),
@@ -261,8 +269,12 @@ func connectCommand() *cli.Command {
 			}
 			child := exec.CommandContext(ctx, args[0], args[1:]...)
 			child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
-			child.Env = append(os.Environ(), "PGHOST="+s.Host, "PGPORT="+s.Port, "PGUSER="+s.User,
-				"PGPASSWORD="+s.Password, "PGDATABASE="+s.Database, "PGSSLMODE="+s.SSLMode, "JITGATE_GRANT="+g.ID)
+			env, cleanup, err := sessionEnv(g.ID, &s)
+			if err != nil {
+				return cli.Exit(err.Error(), exitError)
+			}
+			defer cleanup()
+			child.Env = append(os.Environ(), env...)
 			runErr := child.Run()
 			endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
@@ -292,4 +304,42 @@ func durString(d time.Duration) string {
 		return ""
 	}
 	return d.String()
+}
+
+// sessionEnv is what a client needs to reach a session proxy, by target kind.
+// Files it writes (askpass script, known_hosts) are removed by cleanup.
+func sessionEnv(grantID string, s *httpapi.SessionResponse) ([]string, func(), error) {
+	env := []string{"JITGATE_GRANT=" + grantID, "JITGATE_HOST=" + s.Host, "JITGATE_PORT=" + s.Port, "JITGATE_USER=" + s.User}
+	switch {
+	case s.HostKey != "": // ssh
+		dir, err := os.MkdirTemp("", "jitgate-ssh-")
+		if err != nil {
+			return nil, func() {}, err
+		}
+		cleanup := func() { os.RemoveAll(dir) }
+		kh := filepath.Join(dir, "known_hosts")
+		hostPattern := "[" + s.Host + "]:" + s.Port
+		if err := os.WriteFile(kh, []byte(hostPattern+" "+s.HostKey+"\n"), 0o600); err != nil {
+			cleanup()
+			return nil, func() {}, err
+		}
+		// The password reaches ssh through its askpass program, never argv.
+		askpass := filepath.Join(dir, "askpass")
+		if err := os.WriteFile(askpass, []byte("#!/bin/sh\nprintf '%s\\n' \"$JITGATE_PASSWORD\"\n"), 0o700); err != nil {
+			cleanup()
+			return nil, func() {}, err
+		}
+		env = append(env, "JITGATE_KNOWN_HOSTS="+kh, "JITGATE_PASSWORD="+s.Password,
+			"SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=jitgate:0")
+		return env, cleanup, nil
+	case s.Database != "": // postgres
+		return append(env, "PGHOST="+s.Host, "PGPORT="+s.Port, "PGUSER="+s.User, "PGPASSWORD="+s.Password,
+			"PGDATABASE="+s.Database, "PGSSLMODE="+s.SSLMode), func() {}, nil
+	default: // http
+		u := (&url.URL{Scheme: "http", User: url.UserPassword(s.User, s.Password), Host: net.JoinHostPort(s.Host, s.Port)}).String()
+		// JITGATE_URL is the reverse-proxy base; JITGATE_PROXY is the same
+		// address for http_proxy-style use (not set as http_proxy itself: a
+		// client would then send JITGATE_URL requests through it as well).
+		return append(env, "JITGATE_URL="+u, "JITGATE_PROXY="+u), func() {}, nil
+	}
 }

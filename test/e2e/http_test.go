@@ -128,4 +128,9 @@ rules:
 	if calls.Load() != before {
 		t.Fatalf("refused requests reached the upstream (%d calls)", calls.Load()-before)
 	}
+	// Session mode with the real curl, through jitgate connect's JITGATE_URL.
+	out, errOut, code = run("connect", "--target", "config-api", "--quiet", "--", "sh", "-c", `curl -sS --fail "$JITGATE_URL/v1/flags"`)
+	if code != 0 || !strings.Contains(out, `"beta":true`) || strings.Contains(out, "hunter2") || strings.Contains(out, "ops@example.com") {
+		t.Fatalf("curl through connect: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
 }

@@ -120,6 +120,19 @@ rules:
 			t.Errorf("%q: exit %d, stderr %s; want exit 3 (refused)", attack, code, errOut)
 		}
 	}
+	// Session mode with the real ssh client: jitgate connect hands it the
+	// proxy's host key and the one-time secret (through SSH_ASKPASS).
+	sshCmd := `ssh -F /dev/null -o UserKnownHostsFile="$JITGATE_KNOWN_HOSTS" -o StrictHostKeyChecking=yes ` +
+		`-o PreferredAuthentications=password -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 ` +
+		`-p "$JITGATE_PORT" "$JITGATE_USER@$JITGATE_HOST" `
+	out, errOut, code = run("connect", "--target", "web-1", "--quiet", "--", "sh", "-c", sshCmd+`'echo via-session; cat notes.txt'`)
+	if code != 0 || !strings.Contains(out, "via-session") || strings.Contains(strings.ReplaceAll(out, " ", ""), "4111111111111111") {
+		t.Fatalf("ssh through connect: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	_, errOut, code = run("connect", "--target", "web-1", "--quiet", "--", "sh", "-c", sshCmd+`'rm -f notes.txt'`)
+	if code == 0 || !strings.Contains(errOut, "blocked by policy") {
+		t.Fatalf("rm through an ssh session: exit %d, stderr %s", code, errOut)
+	}
 	if _, err := os.Stat(secretFile); err != nil {
 		t.Fatalf("the canary file is gone: %v", err)
 	}
