@@ -6,9 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
@@ -28,24 +26,7 @@ func TestDevStack(t *testing.T) {
 	}
 	listen := freeAddr(t)
 	envv := append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "JITGATE_BROKER=http://"+listen)
-	logs := &syncBuffer{}
-	dev := exec.Command(jitgateBin, "dev", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"))
-	dev.Env, dev.Stdout, dev.Stderr = envv, logs, logs
-	dev.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = dev.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = dev.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-dev.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
+	logs := startJitgate(t, envv, "dev", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"))
 	waitHealthy(t, "http://"+listen+"/healthz")
 	if !strings.Contains(logs.String(), "DEV ONLY") {
 		t.Errorf("jitgate dev does not mark its issuer DEV ONLY:\n%s", logs.String())

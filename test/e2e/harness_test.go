@@ -102,10 +102,21 @@ rules:
 		t.Fatal(err)
 	}
 	listen := freeAddr(t)
-	e := &env{t: t, pg: pg, issuer: iss, broker: "http://" + listen, dataDir: filepath.Join(dir, "data"), logs: &syncBuffer{}}
+	e := &env{t: t, pg: pg, issuer: iss, broker: "http://" + listen, dataDir: filepath.Join(dir, "data")}
 	e.cmdEnv = append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "SSL_CERT_FILE="+caFile, "JITGATE_BROKER="+e.broker)
-	cmd := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", e.dataDir, "--log-level", "warn")
-	cmd.Env, cmd.Stdout, cmd.Stderr = e.cmdEnv, e.logs, e.logs
+	e.logs = startJitgate(t, e.cmdEnv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", e.dataDir, "--log-level", "warn")
+	waitHealthy(t, e.broker+"/healthz")
+	return e
+}
+
+// startJitgate runs a long-lived jitgate command (broker serve, dev) in its
+// own process group until the test ends: SIGTERM, then SIGKILL after 15 s.
+// Its output is returned, and logged when the test failed.
+func startJitgate(t *testing.T, env []string, args ...string) *syncBuffer {
+	t.Helper()
+	logs := &syncBuffer{}
+	cmd := exec.Command(jitgateBin, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -121,11 +132,10 @@ rules:
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("broker log:\n%s", e.logs.String())
+			t.Logf("jitgate %s log:\n%s", args[0], logs.String())
 		}
 	})
-	waitHealthy(t, e.broker+"/healthz")
-	return e
+	return logs
 }
 
 // token signs a token for sub in groups with the trusted test issuer.

@@ -6,9 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/test/sshtest"
@@ -69,26 +67,7 @@ rules:
 	listen := freeAddr(t)
 	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen)
 	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
-	logs := &syncBuffer{}
-	b := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
-	b.Env, b.Stdout, b.Stderr = envv, logs, logs
-	b.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = b.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = b.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-b.Process.Pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			t.Logf("broker log:\n%s", logs.String())
-		}
-	})
+	startJitgate(t, envv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
 	waitHealthy(t, "http://"+listen+"/healthz")
 	tok, err := iss.Token("agent-1", []string{"ai-agents"}, "jitgate", nil)
 	if err != nil {
