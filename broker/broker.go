@@ -630,7 +630,12 @@ func (s *Service) issue(ctx context.Context, g *grant.Grant) (spec.Credential, e
 	if err != nil {
 		return spec.Credential{}, fmt.Errorf("%w: issue credential for %s: %v", ErrUnavailable, g.Target, err)
 	}
-	_, _ = s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error { gg.LeaseID = cred.LeaseID; return nil })
+	// The lease id is what lets a sweeper revoke this credential if this
+	// process dies; failing to store it is loud (VALID UNTIL / the lease TTL
+	// remains the backstop).
+	if _, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error { gg.LeaseID = cred.LeaseID; return nil }); err != nil {
+		s.cfg.Logger.Error("store lease id; only the credential's own expiry will end it if this broker dies", "grant", g.ID, "lease", cred.LeaseID, "err", err)
+	}
 	g.LeaseID = cred.LeaseID
 	s.audit(ctx, audit.Event{Type: audit.CredentialIssued, GrantID: g.ID, Target: g.Target, LeaseID: cred.LeaseID, Actor: "broker"})
 	return cred, nil
