@@ -219,6 +219,11 @@ type Target struct {
 	// KnownHosts are known_hosts lines (plain keys or @cert-authority) the
 	// target's host key must match (SSH). Empty → the proxy refuses to connect.
 	KnownHosts []string `json:"known_hosts,omitempty"`
+	// CA is the PEM bundle the upstream's TLS certificate must chain to
+	// (Kubernetes API servers). Empty → the system roots; never skipped.
+	CA string `json:"ca,omitempty"`
+	// ServerName overrides the TLS server name checked upstream.
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // Guard carries the guard settings from the matching policy rule.
@@ -235,6 +240,26 @@ type Guard struct {
 	Commands Commands `json:"commands,omitempty"`
 	// HTTP are the method/path rules of HTTP grants (deny wins; no allow → refused).
 	HTTP []HTTPRule `json:"http,omitempty"`
+	// Kube is the Kubernetes scope of kube grants.
+	Kube KubeScope `json:"kube,omitempty"`
+}
+
+// KubeScope is what a Kubernetes grant may reach: pods in one namespace. Commands
+// run by exec are checked by Guard.Commands as for SSH.
+type KubeScope struct {
+	// Namespace is the one namespace the grant covers.
+	Namespace string `json:"namespace"`
+	// Pods and Containers are name globs ("web-*"); empty means any.
+	Pods       []string `json:"pods,omitempty"`
+	Containers []string `json:"containers,omitempty"`
+	// Exec allows pods/exec (commands checked by Guard.Commands); get/list of
+	// pods in the namespace is allowed on every kube grant.
+	Exec bool `json:"exec,omitempty"`
+	// Attach, PortForward and CopyFiles (kubectl cp, i.e. exec of tar) are
+	// refused unless set.
+	Attach      bool `json:"attach,omitempty"`
+	PortForward bool `json:"port_forward,omitempty"`
+	CopyFiles   bool `json:"copy_files,omitempty"`
 }
 
 // HTTPRule allows or denies requests by method and path pattern
