@@ -24,9 +24,12 @@ const (
 	SSH
 	HTTP
 	Kube
+	// Config reads configuration keys (Vault KV v2 or the embedded store)
+	// through ephemeral/engine/config: exec mode only, values masked.
+	Config
 )
 
-var protocolNames = map[Protocol]string{Postgres: "postgres", SSH: "ssh", HTTP: "http", Kube: "kube"}
+var protocolNames = map[Protocol]string{Postgres: "postgres", SSH: "ssh", HTTP: "http", Kube: "kube", Config: "config"}
 
 func (p Protocol) String() string {
 	if n, ok := protocolNames[p]; ok {
@@ -200,6 +203,9 @@ type Credential struct {
 	Certificate string     `json:"certificate,omitempty"`
 	// Token is a bearer token for HTTP and Kubernetes targets.
 	Token WireSecret `json:"token,omitempty"`
+	// Values are the configuration values a config grant may show (key →
+	// value), read by the broker from its KV store for the grant's keys only.
+	Values map[string]WireSecret `json:"values,omitempty"`
 	// LeaseID identifies the credential at its source, for revocation and audit.
 	LeaseID string `json:"lease_id"`
 	// Expires is when the source will invalidate the credential by itself.
