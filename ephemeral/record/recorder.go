@@ -565,11 +565,19 @@ func (r *Recorder) Close() error {
 	}
 	var ack chan error
 	if r.err == nil || (r.truncated && errors.Is(r.err, ErrTruncated)) {
-		ended := Event{Time: r.now().UTC(), Type: Ended}
-		if err := r.enc.Encode(ended); err != nil {
+		// The grant's companion files (terminal casts) are sealed by digest
+		// into the final chunk, so the signature covers them too.
+		evs := append(r.companionEvents(), Event{Time: r.now().UTC(), Type: Ended})
+		var err error
+		for _, ev := range evs {
+			if err = r.enc.Encode(ev); err != nil {
+				break
+			}
+			r.noteEvent(ev.Time, r.now())
+		}
+		if err != nil {
 			r.err = fmt.Errorf("record: close: %w", err)
 		} else {
-			r.noteEvent(ended.Time, r.now())
 			ack = make(chan error, 1)
 			r.sendLocked(r.takeChunk(ack, true))
 		}
