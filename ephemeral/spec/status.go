@@ -35,11 +35,14 @@ type Status struct {
 	Time    time.Time  `json:"time"`
 	Addr    string     `json:"addr,omitempty"`
 	// HostKey is an SSH proxy's host key (authorized_keys format) on StatusReady.
-	HostKey   string  `json:"host_key,omitempty"`
-	Result    *Result `json:"result,omitempty"`
-	Code      string  `json:"code,omitempty"`
-	Error     string  `json:"error,omitempty"`
-	Recording string  `json:"recording,omitempty"`
+	HostKey string `json:"host_key,omitempty"`
+	// Certificate is a Kubernetes proxy's per-grant TLS certificate (PEM) on
+	// StatusReady, for the kubeconfig's certificate-authority-data.
+	Certificate string  `json:"certificate,omitempty"`
+	Result      *Result `json:"result,omitempty"`
+	Code        string  `json:"code,omitempty"`
+	Error       string  `json:"error,omitempty"`
+	Recording   string  `json:"recording,omitempty"`
 }
 
 // Result is the masked result of one exec-mode operation, protocol-neutral.
