@@ -27,6 +27,7 @@ import (
 	"github.com/jitgate/jitgate/broker/grant"
 	"github.com/jitgate/jitgate/broker/identity"
 	"github.com/jitgate/jitgate/broker/launch"
+	"github.com/jitgate/jitgate/broker/metrics"
 	"github.com/jitgate/jitgate/broker/notify"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
@@ -77,8 +78,11 @@ type Config struct {
 	// ApproveURL is the approval page's base URL ("https://broker/ui"), for
 	// links in notifications; optional.
 	ApproveURL string
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// Metrics counts grants, decisions, sessions and failures; optional (nil
+	// counts nothing).
+	Metrics *metrics.Broker
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Notifier delivers "approval needed" messages.
@@ -231,6 +235,8 @@ func (s *Service) Request(ctx context.Context, who identity.Identity, in Request
 	if err := s.cfg.Store.Create(ctx, g); err != nil {
 		return nil, fmt.Errorf("broker: store grant: %w", err)
 	}
+	s.cfg.Metrics.Decision(g.Effect, s.cfg.Now().Sub(started))
+	s.cfg.Metrics.Transition(g.State.String(), g.Effect)
 	s.audit(ctx, audit.Event{Type: audit.GrantRequested, GrantID: g.ID, Actor: g.Requester, Target: g.Target,
 		Statement: g.Operation, Detail: fmt.Sprintf("mode=%s access=%s reason=%q", g.Mode, g.Access, g.Reason)})
 	s.audit(ctx, audit.Event{Type: audit.GrantDecided, GrantID: g.ID, Actor: "policy", Target: g.Target, Rule: g.Rule,
@@ -430,6 +436,9 @@ func (s *Service) decide(ctx context.Context, who identity.Identity, id, reason 
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
+	if g.State != grant.Pending {
+		s.cfg.Metrics.Transition(g.State.String(), g.Effect)
+	}
 	typ := audit.GrantApproved
 	if !approve {
 		typ = audit.GrantDenied
@@ -553,6 +562,7 @@ func (s *Service) watch(g *grant.Grant, cred spec.Credential, h launch.Handle) {
 	s.mu.Lock()
 	s.sessions[g.ID] = h
 	s.mu.Unlock()
+	s.cfg.Metrics.SessionStarted()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -567,6 +577,7 @@ func (s *Service) watch(g *grant.Grant, cred spec.Credential, h launch.Handle) {
 		s.mu.Lock()
 		delete(s.sessions, g.ID)
 		s.mu.Unlock()
+		s.cfg.Metrics.SessionEnded()
 		s.revoke(ctx, g, cred)
 		var runErr error
 		if err != nil && st.Code != spec.CodeExpired {
@@ -619,6 +630,7 @@ func (s *Service) activate(ctx context.Context, who identity.Identity, id string
 	if err != nil {
 		return nil, mapStoreErr(err)
 	}
+	s.cfg.Metrics.Transition(g.State.String(), g.Effect)
 	return g, nil
 }
 
@@ -628,6 +640,7 @@ func (s *Service) issue(ctx context.Context, g *grant.Grant) (spec.Credential, e
 	// normally ends it; VALID UNTIL / lease TTL is the backstop.
 	cred, err := src.Issue(ctx, credentials.Request{GrantID: g.ID, Access: g.Access, Expires: g.ExpiresAt.Add(time.Minute)})
 	if err != nil {
+		s.cfg.Metrics.IssueFailed(g.Target)
 		return spec.Credential{}, fmt.Errorf("%w: issue credential for %s: %v", ErrUnavailable, g.Target, err)
 	}
 	// The lease id is what lets a sweeper revoke this credential if this
@@ -654,6 +667,7 @@ func (s *Service) revoke(ctx context.Context, g *grant.Grant, cred spec.Credenti
 		return nil
 	})
 	if err != nil {
+		s.cfg.Metrics.RevokeFailed(g.Target)
 		s.cfg.Logger.Error("credential revoke failed; it still expires by itself", "grant", g.ID, "lease", cred.LeaseID, "err", err)
 		s.audit(ctx, audit.Event{Type: audit.CredentialRevokeFailed, GrantID: g.ID, Target: g.Target, LeaseID: cred.LeaseID, Actor: "broker",
 			Detail: fmt.Sprintf("%v; expires at %s", err, cred.Expires.UTC().Format(time.RFC3339))})
@@ -732,6 +746,7 @@ func (s *Service) finish(ctx context.Context, g *grant.Grant, recPath string, ru
 	if runErr != nil && !errors.Is(runErr, ErrDenied) && !errors.Is(runErr, ErrStatementFailed) {
 		to = grant.Failed
 	}
+	moved := false
 	ng, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
 		gg.RecordingPath = recPath
 		if runErr != nil {
@@ -740,11 +755,14 @@ func (s *Service) finish(ctx context.Context, g *grant.Grant, recPath string, ru
 		if gg.State.Terminal() {
 			return nil
 		}
+		moved = true
 		return gg.Transition(to, now)
 	})
 	if err != nil {
 		s.cfg.Logger.Error("finish grant", "grant", g.ID, "err", err)
 		ng = g
+	} else if moved {
+		s.cfg.Metrics.Transition(ng.State.String(), ng.Effect)
 	}
 	if recPath != "" {
 		s.audit(ctx, audit.Event{Type: audit.RecordingStored, GrantID: g.ID, Target: g.Target, Actor: "broker", Detail: recPath})
@@ -761,14 +779,18 @@ func (s *Service) finish(ctx context.Context, g *grant.Grant, recPath string, ru
 func (s *Service) fail(ctx context.Context, g *grant.Grant, cause error, recPath string) {
 	ctx = context.WithoutCancel(ctx)
 	now := s.cfg.Now()
-	_, _ = s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
+	moved := false
+	if _, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
 		gg.Error = cause.Error()
 		gg.RecordingPath = firstNonEmpty(recPath, gg.RecordingPath)
 		if gg.State.Terminal() {
 			return nil
 		}
+		moved = true
 		return gg.Transition(grant.Failed, now)
-	})
+	}); err == nil && moved {
+		s.cfg.Metrics.Transition(grant.Failed.String(), g.Effect)
+	}
 	s.audit(ctx, audit.Event{Type: audit.GrantFailed, GrantID: g.ID, Target: g.Target, Actor: "broker", Detail: cause.Error()})
 }
 

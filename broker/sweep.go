@@ -79,6 +79,7 @@ func (s *Service) expire(ctx context.Context, g *grant.Grant, now time.Time, why
 		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", g.ID, err))
 		return false
 	}
+	s.cfg.Metrics.Transition(grant.Expired.String(), g.Effect)
 	s.audit(ctx, audit.Event{Type: audit.GrantExpired, GrantID: g.ID, Target: g.Target, Actor: "sweeper", Detail: why})
 	return true
 }
@@ -111,6 +112,9 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 //	n, err := svc.FlushRecordings(ctx, sink, 2*time.Minute) // from the sweeper's loop
 func (s *Service) FlushRecordings(ctx context.Context, sink record.Sink, minAge time.Duration) (int, error) {
 	stored, err := record.FlushSpoolStored(ctx, s.cfg.RecordDir, sink, record.FlushOptions{MinAge: minAge, Now: s.cfg.Now})
+	if err != nil && ctx.Err() == nil {
+		s.cfg.Metrics.UploadFailed()
+	}
 	for _, st := range stored {
 		ev := audit.Event{Type: audit.RecordingStored, GrantID: st.GrantID, Actor: "sweeper", Detail: st.Location}
 		if len(st.Companions) > 0 {

@@ -31,6 +31,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Usage: "broker address (loopback only in dev)", Value: "127.0.0.1:8700"},
 			&cli.StringFlag{Name: "data-dir", Usage: "grants, audit log and recordings", Value: ".jitgate-dev", Sources: cli.EnvVars("JITGATE_DATA_DIR")},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error"},
+			metricsListenFlag(),
 		},
 		Commands: []*cli.Command{devTokenCommand()},
 		Action:   runDev,
@@ -83,6 +84,9 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	defer st.Close()
 	ui, err := st.approvalUI(iss.URL(), devAudience, base+"/ui")
 	if err != nil {
+		return err
+	}
+	if err := st.serveMetrics(ctx, cmd.String("metrics-listen")); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
@@ -151,6 +155,7 @@ func brokerCommand() *cli.Command {
 				&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8700", Sources: cli.EnvVars("JITGATE_LISTEN")},
 				dataDirFlag(),
 				&cli.StringFlag{Name: "log-level", Value: "info"},
+				metricsListenFlag(),
 				&cli.StringFlag{Name: "ui-client-id", Usage: "serve the approval page at /ui/, signing approvers in as this OIDC client (authorization code + PKCE)", Sources: cli.EnvVars("JITGATE_UI_CLIENT_ID")},
 				&cli.StringFlag{Name: "ui-issuer", Usage: "issuer URL approvers sign in with (default: the policy issuer whose audience is --ui-client-id)"},
 				&cli.StringFlag{Name: "ui-base-url", Usage: "external URL of the approval page, e.g. https://jitgate.example.com/ui (default http://LISTEN/ui, loopback only)", Sources: cli.EnvVars("JITGATE_UI_BASE_URL")},
@@ -195,12 +200,21 @@ func brokerCommand() *cli.Command {
 					h = mux
 					log.Info("approval page", "url", base+"/")
 				}
+				if err := st.serveMetrics(ctx, cmd.String("metrics-listen")); err != nil {
+					ln.Close()
+					return err
+				}
 				go st.svc.RunSweeper(ctx, 5*time.Second)
 				log.Info("broker listening", "addr", ln.Addr().String())
 				return serve(ctx, ln, h)
 			},
 		}},
 	}
+}
+
+// metricsListenFlag turns on Prometheus metrics on a separate listener.
+func metricsListenFlag() cli.Flag {
+	return &cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://ADDR/metrics on their own listener, e.g. 127.0.0.1:9464 (off by default)", Sources: cli.EnvVars("JITGATE_METRICS_LISTEN")}
 }
 
 // mustPath returns the path of an URL approvalui.New has accepted.

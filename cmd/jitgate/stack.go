@@ -26,9 +26,11 @@ import (
 	"github.com/jitgate/jitgate/broker/credentials/local"
 	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/broker/credentials/vault"
+	"github.com/jitgate/jitgate/broker/grant"
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity"
 	launchlocal "github.com/jitgate/jitgate/broker/launch/local"
+	"github.com/jitgate/jitgate/broker/metrics"
 	"github.com/jitgate/jitgate/broker/notify"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/broker/store/bolt"
@@ -58,7 +60,9 @@ type stack struct {
 	issuers  []identity.IssuerConfig
 	dataDir  string
 	log      *slog.Logger
-	closers  []func() error
+	// metrics is served by --metrics-listen (serveMetrics).
+	metrics *metrics.Broker
+	closers []func() error
 }
 
 func (s *stack) Close() {
@@ -128,10 +132,19 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	if err != nil {
 		return fail(err)
 	}
+	m, err := metrics.New(metrics.Config{SpoolDir: spoolDir, Pending: func(ctx context.Context) (int, error) {
+		pending := grant.Pending
+		gs, err := store.List(ctx, grant.Filter{State: &pending})
+		return len(gs), err
+	}})
+	if err != nil {
+		return fail(err)
+	}
+	st.metrics = m
 	bcfg := broker.Config{
 		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
 		RecordDir: spoolDir, MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
-		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL,
+		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL, Metrics: m,
 	}
 	if len(p.Notifications) > 0 {
 		n, err := buildNotifier(p)
@@ -314,6 +327,27 @@ func resolveRef(ref string) (string, error) {
 		return "", errors.New("not set")
 	}
 	return ref, nil
+}
+
+// serveMetrics serves the broker's Prometheus metrics on their own listener
+// (never the API's) until ctx is done; addr "" leaves them off.
+func (s *stack) serveMetrics(ctx context.Context, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return cli1(fmt.Errorf("--metrics-listen: %w", err))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	go func() {
+		if err := serve(ctx, ln, mux); err != nil {
+			s.log.Error("metrics listener stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	s.log.Info("metrics listening", "addr", ln.Addr().String())
+	return nil
 }
 
 // serve runs srv until ctx is done, then shuts it down.
