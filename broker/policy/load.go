@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,7 +30,7 @@ func Load(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: load %s: %w", path, err)
 	}
-	return Parse(path, data)
+	return parse(path, data, filepath.Dir(path), os.ReadFile)
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -37,7 +38,14 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // Parse parses and validates a policy. name is used in error positions. The
 // error, if any, joins one *Error per problem found, each printed as
 // "name:line:column: message".
+//
+// Parse reads no files: a kube target's "ca: file:PATH" is refused (give the
+// PEM inline, or use Load).
 func Parse(name string, data []byte) (*Policy, error) {
+	return parse(name, data, "", nil)
+}
+
+func parse(name string, data []byte, dir string, read fileReader) (*Policy, error) {
 	if len(data) > MaxFileBytes {
 		return nil, &Error{File: name, Line: 1, Column: 1, Msg: fmt.Sprintf("policy file larger than %d bytes", MaxFileBytes)}
 	}
@@ -64,6 +72,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 	}
 	l := &loader{file: name, lines: strings.Split(string(data), "\n")}
 	p := l.policy(doc.Content[0], env)
+	l.resolveKubeFiles(p, dir, read)
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}
@@ -246,7 +255,8 @@ var (
 // (its other errors are in l.errs).
 func (l *loader) target(n *yaml.Node) (Target, bool) {
 	f := l.mapping(n, "target", "name", "description", "kind", "address", "database",
-		"credentials", "masking", "guard", "user", "known_hosts", "commands", "http")
+		"credentials", "masking", "guard", "user", "known_hosts", "commands", "http",
+		"ca", "server_name", "namespace", "pods", "containers", "exec", "attach", "port_forward", "copy_files")
 	if f == nil {
 		return Target{}, false
 	}
@@ -325,11 +335,12 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 		}
 	} else {
 		for _, k := range []string{"user", "known_hosts", "commands"} {
-			if f.has(k) {
+			if f.has(k) && !(k == "commands" && t.Protocol == spec.Kube) {
 				l.errAt(f.vals[k], "%s: %s is only for ssh targets", what, k)
 			}
 		}
 	}
+	l.kubeTarget(n, f, what, &t)
 	if hn := f.vals["http"]; hn != nil {
 		if t.Protocol != spec.HTTP {
 			l.errAt(hn, "%s: http is only for http targets", what)
@@ -388,7 +399,9 @@ func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) Tar
 	c.Token, _ = l.str(f, "token", w)
 	c.KVPath, _ = l.str(f, "kv_path", w)
 	c.KVField, _ = l.str(f, "kv_field", w)
-	if proto != spec.HTTP && (c.Token != "" || c.KVPath != "" || c.KVField != "") {
+	if proto == spec.Kube {
+		l.kubeCredentials(n, w, c)
+	} else if proto != spec.HTTP && (c.Token != "" || c.KVPath != "" || c.KVField != "") {
 		l.errAt(n, "%s: token, kv_path and kv_field are only for http targets", w)
 	}
 	if proto == spec.HTTP {
@@ -538,6 +551,7 @@ func (l *loader) rule(n *yaml.Node, p *Policy, issuers map[string]int, env *cel.
 				}
 				l.errAt(f.vals["access"], "%s: grants %s on target %q, which has no %s", what, r.Access, t.Name, field)
 			}
+			l.kubeRuleCheck(f.vals["access"], what, &r, &t)
 		}
 	}
 

@@ -208,16 +208,18 @@ type Target struct {
 	User string
 	// KnownHosts are known_hosts lines the SSH target's host key must match.
 	KnownHosts []string
-	// Commands is the command policy of SSH targets.
+	// Commands is the command policy of SSH targets and of kube exec.
 	Commands spec.Commands
 	// HTTPRules are the method/path rules of HTTP targets.
 	HTTPRules []spec.HTTPRule
+	// Kube is the API server and scope of kube targets (kube.go).
+	Kube KubeTarget
 }
 
 // SpecTarget returns the target as the proxy sees it.
 func (t *Target) SpecTarget() spec.Target {
 	return spec.Target{Name: t.Name, Protocol: t.Protocol, Address: t.Address, Database: t.Database,
-		User: t.User, KnownHosts: slices.Clone(t.KnownHosts)}
+		User: t.User, KnownHosts: slices.Clone(t.KnownHosts), CA: t.Kube.CA, ServerName: t.Kube.ServerName}
 }
 
 // SpecMask returns the target's masking settings for a grant (the caller
@@ -241,6 +243,7 @@ func (t *Target) SpecGuard(a spec.Access) spec.Guard {
 		AllowKinds:     slices.Clone(t.Guard.AllowKinds),
 		Commands:       t.Commands,
 		HTTP:           slices.Clone(t.HTTPRules),
+		Kube:           t.Kube.scope(),
 	}
 }
 
