@@ -44,8 +44,13 @@
 //     unsound (line editing, history, aliases, editors), so an interactive
 //     grant is as powerful as the login on the target.
 //   - subsystem sftp (and so scp, which uses sftp since OpenSSH 9): only with
-//     Guard.Commands.FileTransfer; relayed unmasked (a binary protocol) and
-//     recorded as byte counts.
+//     Guard.Commands.FileTransfer, and only when the grant has no masking
+//     detectors: sftp is a binary protocol the masker cannot read, so with
+//     detectors on it is refused rather than let files carry out what is
+//     masked everywhere else (fail closed). Relayed unmasked and recorded as
+//     byte counts. `scp -O` (the legacy protocol) is an exec of "scp -f" or
+//     "scp -t": guarded, and its output masked like any command's, so a
+//     downloaded file may come back with matches masked.
 //   - direct-tcpip (ssh -L): only with Guard.Commands.PortForwarding, only to
 //     the target host itself, never to its SSH port (a second SSH session
 //     inside a forward would escape guard and recording); relayed unmasked.

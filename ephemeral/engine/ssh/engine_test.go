@@ -248,7 +248,7 @@ func TestInteractiveShellRecordedAsAsciicast(t *testing.T) {
 func TestSFTPOnlyWithFileTransfer(t *testing.T) {
 	t.Parallel()
 	tg := sharedTarget(t)
-	p := startProxy(t, tg, opts{commands: spec.Commands{FileTransfer: true}})
+	p := startProxy(t, tg, opts{commands: spec.Commands{FileTransfer: true}, noMask: true})
 	c := p.dial(t)
 	sess, _ := c.NewSession()
 	defer sess.Close()
@@ -262,6 +262,43 @@ func TestSFTPOnlyWithFileTransfer(t *testing.T) {
 	hdr := make([]byte, 5)
 	if _, err := io.ReadFull(stdout, hdr); err != nil || hdr[4] != 2 {
 		t.Fatalf("sftp version reply %v %v", hdr, err)
+	}
+}
+
+// TestSFTPRefusedWhenMasking: a file-transfer grant whose output is masked
+// cannot open sftp (a binary protocol the masker cannot read), with the
+// reason recorded; scp -O, an exec, still runs through the masker.
+func TestSFTPRefusedWhenMasking(t *testing.T) {
+	t.Parallel()
+	tg := sharedTarget(t)
+	// scp is on the shell guard's default deny list; an exact Allow entry
+	// lifts it ("*" lets every other command not denied run).
+	p := startProxy(t, tg, opts{commands: spec.Commands{FileTransfer: true, Allow: []string{"scp", "*"}}})
+	c := p.dial(t)
+	sess, _ := c.NewSession()
+	defer sess.Close()
+	if err := sess.RequestSubsystem("sftp"); err == nil {
+		t.Fatal("sftp accepted on a grant with masking detectors")
+	}
+	found := false
+	for _, ev := range p.events(t) {
+		if ev.Type == record.Verdict && ev.Tag == "subsystem" && ev.Allowed != nil && !*ev.Allowed &&
+			strings.Contains(ev.Reason, "sftp cannot be masked") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no recorded refusal: %+v", p.events(t))
+	}
+	// The legacy protocol's source side: acknowledgements in, "C0644 …",
+	// the file and a NUL out, through the masker.
+	f := tg.plant(t, "card "+card+"\n")
+	s2, _ := c.NewSession()
+	defer s2.Close()
+	s2.Stdin = strings.NewReader("\x00\x00\x00\x00")
+	out, _ := s2.Output("scp -f " + f)
+	if !bytes.HasPrefix(out, []byte("C0644 ")) || !bytes.Contains(out, []byte("card ")) || bytes.Contains(out, []byte(card)) {
+		t.Fatalf("scp -f through the masker: %q", out)
 	}
 }
 

@@ -278,6 +278,13 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel) {
 				_ = c.verdict("subsystem", sub.Name, false, "subsystem "+sub.Name+" is not allowed by this grant")
 				break
 			}
+			if m := c.e.cfg.Masker; m != nil && m.Enabled() {
+				// sftp is a binary protocol the masker cannot read: relaying it
+				// would let files carry out what the detectors mask everywhere
+				// else. Fail closed; scp -O (an exec, masked) still works.
+				_ = c.verdict("subsystem", sub.Name, false, "sftp cannot be masked and this grant masks output with detectors; use scp -O (legacy protocol, masked) or a grant without detectors")
+				break
+			}
 			ok = s.subsystem(ctx, sub.Name)
 		default:
 			_ = c.verdict(req.Type, "", false, "request "+req.Type+" is not allowed")

@@ -1,0 +1,157 @@
+package ssh_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// BenchmarkSCP200MB downloads a 200 MB file with OpenSSH's real scp client,
+// direct to sshd (the baseline, logging in with the same kind of
+// certificate the proxy uses) and through the proxy on a file-transfer
+// grant. Modern scp runs over the sftp subsystem; "legacy" is scp -O, the
+// old protocol, which runs "scp -f <file>" as an exec request (guarded, and
+// its output goes through the stream masker like any command's; the grant
+// lifts scp from the shell guard's default deny list). Sub-benchmarks:
+//
+//	sftp/direct  sftp/proxy                       detectors off (sftp is refused when detectors are on, see doc.go)
+//	legacy/direct legacy/proxy legacy/proxy-masked the masked row runs the credit_card and aws_access_key detectors
+//
+// Compare MB/s (and the ratio to direct in the same run):
+//
+//	go test -run XXX -bench SCP200MB -benchtime 2x ./ephemeral/engine/ssh/
+func BenchmarkSCP200MB(b *testing.B) {
+	if _, err := exec.LookPath("scp"); err != nil {
+		b.Skip("no scp client")
+	}
+	tg := sharedTarget(b)
+	// Random bytes: what a binary artifact looks like to the masker.
+	f := filepath.Join(tg.srv.Home, "jitgate-scp-"+randHex(6))
+	if err := writeRandomFile(f, 200<<20); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.Remove(f) })
+	if os.Geteuid() == 0 {
+		_ = exec.Command("chown", tg.srv.User, f).Run()
+	}
+	const size = 200 << 20
+
+	direct := func(b *testing.B) scpEndpoint {
+		dir := b.TempDir()
+		cred := tg.credential(b, time.Now().Add(-time.Minute), time.Now().Add(time.Hour), nil)
+		key := filepath.Join(dir, "id_ed25519")
+		if err := os.WriteFile(key, []byte(cred.PrivateKey), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(key+"-cert.pub", []byte(cred.Certificate), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		kh := filepath.Join(dir, "known_hosts")
+		if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{tg.srv.Addr}, tg.srv.HostKey)+"\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		return scpEndpoint{addr: tg.srv.Addr, user: tg.srv.User, home: dir, knownHosts: kh,
+			auth: []string{"-i", key, "-o", "CertificateFile=" + key + "-cert.pub", "-o", "PreferredAuthentications=publickey"}}
+	}
+	viaProxy := func(b *testing.B, noMask bool) scpEndpoint {
+		p := startProxy(b, tg, opts{noMask: noMask, commands: spec.Commands{FileTransfer: true, Allow: []string{"scp", "*"}}})
+		dir := b.TempDir()
+		kh := filepath.Join(dir, "known_hosts")
+		if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{p.addr}, p.eng.HostKey())+"\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		secret := filepath.Join(dir, "secret")
+		_ = os.WriteFile(secret, []byte(p.grant.ClientSecret), 0o600)
+		askpass := filepath.Join(dir, "askpass")
+		_ = os.WriteFile(askpass, []byte("#!/bin/sh\ncat '"+secret+"'\n"), 0o700)
+		return scpEndpoint{addr: p.addr, user: p.grant.ID, home: dir, knownHosts: kh, askpass: askpass,
+			auth: []string{"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"}}
+	}
+	run := func(b *testing.B, ep scpEndpoint, legacy bool) {
+		dst := filepath.Join(b.TempDir(), "copy")
+		b.SetBytes(size)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := ep.download(legacy, f, dst); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			st, err := os.Stat(dst)
+			if err != nil || st.Size() != size {
+				b.Fatalf("copied %v bytes, want %d: %v", st, size, err)
+			}
+			os.Remove(dst)
+			b.StartTimer()
+		}
+	}
+	b.Run("sftp/direct", func(b *testing.B) { run(b, direct(b), false) })
+	b.Run("sftp/proxy", func(b *testing.B) { run(b, viaProxy(b, true), false) })
+	b.Run("legacy/direct", func(b *testing.B) { run(b, direct(b), true) })
+	b.Run("legacy/proxy", func(b *testing.B) { run(b, viaProxy(b, true), true) })
+	b.Run("legacy/proxy-masked", func(b *testing.B) { run(b, viaProxy(b, false), true) })
+}
+
+// scpEndpoint is how the scp client reaches one path: direct or the proxy.
+type scpEndpoint struct {
+	addr, user, home, knownHosts, askpass string
+	auth                                  []string
+}
+
+func (ep scpEndpoint) download(legacy bool, remote, local string) error {
+	host, port, _ := net.SplitHostPort(ep.addr)
+	args := []string{"-q", "-B", "-F", "/dev/null", "-P", port,
+		"-o", "UserKnownHostsFile=" + ep.knownHosts, "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "IdentityAgent=none", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"}
+	if ep.askpass != "" {
+		args[1] = "-q" // -B (batch mode) would disable the askpass prompt
+		args = append(args[:1], args[2:]...)
+	}
+	if legacy {
+		args = append(args, "-O")
+	}
+	args = append(append(args, ep.auth...), ep.user+"@"+host+":"+remote, local)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "scp", args...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + ep.home}
+	if ep.askpass != "" {
+		cmd.Env = append(cmd.Env, "SSH_ASKPASS="+ep.askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=none")
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	cmd.Stdin = nil
+	if err := cmd.Run(); err != nil {
+		return &scpError{err: err, stderr: errb.String()}
+	}
+	return nil
+}
+
+type scpError struct {
+	err    error
+	stderr string
+}
+
+func (e *scpError) Error() string { return "scp: " + e.err.Error() + ": " + e.stderr }
+
+func writeRandomFile(path string, n int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, rand.Reader, n); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
