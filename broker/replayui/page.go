@@ -7,6 +7,9 @@ const pageHTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>jitgate recording {{clean .Header.GrantID}}</title>
 <style>{{css}}</style>
+{{- if .Casts}}
+<link rel="stylesheet" href="static/asciinema-player.css">
+{{- end}}
 </head>
 <body>
 <h1>Recording of grant {{clean .Header.GrantID}}</h1>
@@ -20,6 +23,19 @@ const pageHTML = `<!doctype html>
 {{- if .Header.Version}}<tr><th>jitgate</th><td>{{clean .Header.Version}}</td></tr>{{end}}
 </table>
 <p class="banner {{.Status}}" id="verification">{{.Summary}}</p>
+{{- if .Casts}}
+<h2>Terminal</h2>
+{{- range .Casts}}
+<section class="cast cast-{{.Status}}">
+<h3>{{clean .Name}}</h3>
+<p class="note">{{.Summary}}</p>
+{{- if .URL}}
+<div class="player" data-src="{{.URL}}"></div>
+{{- end}}
+</section>
+{{- end}}
+<h2>Events</h2>
+{{- end}}
 <table class="events">
 <thead><tr><th>Time ({{.Location}})</th><th>Conn</th><th>Event</th></tr></thead>
 <tbody>
@@ -43,6 +59,10 @@ const pageHTML = `<!doctype html>
 </tbody>
 </table>
 {{if .Omitted}}<p class="note">{{.Omitted}} more events are not shown.</p>{{end}}
+{{- if .Casts}}
+<script src="static/asciinema-player.min.js"></script>
+<script src="static/replay.js"></script>
+{{- end}}
 </body>
 </html>
 `

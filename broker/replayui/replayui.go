@@ -6,21 +6,35 @@
 // Ed25519 signatures, end marker).
 //
 // The page is rendered on the server with html/template (every recorded value
-// is escaped, and control characters are shown as escapes), carries no script,
-// and is served under a Content-Security-Policy that allows nothing but its own
-// inline style (by hash). Who may see which recording is the caller's decision
-// (Config.Authorize): without it New refuses to build a handler.
+// is escaped, and control characters are shown as escapes) and served under a
+// strict Content-Security-Policy. A SQL or HTTP session's page carries no
+// script and allows nothing but its own inline style (by hash). A terminal
+// session (ssh shell, kubectl exec) also plays its asciicast companion files
+// with asciinema-player (npm asciinema-player 3.18.0, Apache-2.0, its dist
+// files committed and embedded under static/, so building needs no npm); that
+// page allows scripts from its own origin only, plus 'wasm-unsafe-eval' for
+// the player's terminal emulator (WebAssembly, no JavaScript eval), and fetches
+// only from its own origin. A cast is served only when it matches the SHA-256
+// its recording sealed (record.Companions); an unsealed or edited cast is
+// named on the page and not played.
+//
+// Who may see which recording is the caller's decision (Config.Authorize):
+// without it New refuses to build a handler. Paths, relative to the mount:
+//
+//	GET /<grant id>                     the page
+//	GET /<grant id>/casts/<file>.cast   one terminal cast (after Authorize)
+//	GET /static/<file>                  the player's script and style (public)
 //
 //	h, err := replayui.New(replayui.Config{Dirs: []string{recDir, spoolDir}, PublicKey: pub,
 //		Authorize: func(r *http.Request, grantID string) error { ... }})
-//	mux.Handle("GET /replay/", http.StripPrefix("/replay", h)) // GET /replay/<grant id>
+//	mux.Handle("GET /replay/", http.StripPrefix("/replay", h))
 package replayui
 
 import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	_ "embed"
+	"embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -63,17 +77,25 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Handler renders recordings; GET /<grant id>.
+// Handler renders recordings; see the package comment for its paths.
 type Handler struct {
-	cfg  Config
-	csp  string
-	page *template.Template
+	cfg       Config
+	csp       string
+	playerCSP string
+	page      *template.Template
+	static    http.Handler
 }
 
 //go:embed page.css
 var pageCSS string
 
-var grantIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+//go:embed static
+var staticFS embed.FS
+
+var (
+	grantIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	castRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.cast$`)
+)
 
 // New checks cfg.
 func New(cfg Config) (*Handler, error) {
@@ -96,8 +118,11 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	sum := sha256.Sum256([]byte(pageCSS))
-	csp := "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
-		"img-src 'none'; script-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+	styleHash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	tail := "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+	csp := "default-src 'none'; style-src " + styleHash + "; img-src 'none'; script-src 'none'; " + tail
+	playerCSP := "default-src 'none'; style-src 'self' " + styleHash + "; script-src 'self' 'wasm-unsafe-eval'; " +
+		"connect-src 'self'; img-src 'self' data:; font-src 'self' data:; " + tail
 	t, err := template.New("page").Funcs(template.FuncMap{
 		"clean": record.Clean,
 		"time":  func(t time.Time) string { return t.In(cfg.Location).Format("15:04:05.000") },
@@ -122,7 +147,22 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replayui: template: %w", err)
 	}
-	return &Handler{cfg: cfg, csp: csp, page: t}, nil
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, fmt.Errorf("replayui: static: %w", err)
+	}
+	return &Handler{cfg: cfg, csp: csp, playerCSP: playerCSP, page: t,
+		static: http.StripPrefix("/static/", http.FileServerFS(sub))}, nil
+}
+
+// Has reports whether grantID has a recording in the configured directories
+// (the approval page links to the replay only then). It does not authorize.
+func (h *Handler) Has(grantID string) bool {
+	if !grantIDRe.MatchString(grantID) || strings.Contains(grantID, "..") {
+		return false
+	}
+	_, ok := h.find(grantID)
+	return ok
 }
 
 // view is what the template renders.
@@ -134,6 +174,19 @@ type view struct {
 	Summary  string
 	Rep      record.Report
 	Location string
+	Casts    []castView
+
+	dir    string
+	sealed map[string]record.Companion
+}
+
+// castView is one terminal cast of the grant.
+type castView struct {
+	Name string
+	// URL is relative to the page; empty when the cast is not played.
+	URL     string
+	Status  string // sealed, unsealed, mismatch, missing
+	Summary string
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -148,9 +201,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	id := strings.TrimPrefix(r.URL.Path, "/")
-	if !grantIDRe.MatchString(id) || strings.Contains(id, "..") {
+	if strings.HasPrefix(r.URL.Path, "/static/") {
+		hd.Set("Cache-Control", "public, max-age=3600")
+		h.static.ServeHTTP(w, r)
+		return
+	}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	id, cast := parts[0], ""
+	switch {
+	case !grantIDRe.MatchString(id) || strings.Contains(id, ".."):
 		http.Error(w, "bad grant id", http.StatusBadRequest)
+		return
+	case len(parts) == 1:
+	case len(parts) == 3 && parts[1] == "casts" && castRe.MatchString(parts[2]) && record.IsCompanionName(id, parts[2]):
+		cast = parts[2]
+	default:
+		http.Error(w, "bad path", http.StatusBadRequest)
 		return
 	}
 	if err := h.cfg.Authorize(r, id); err != nil {
@@ -169,14 +235,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the recording cannot be read", http.StatusInternalServerError)
 		return
 	}
+	if cast != "" {
+		h.serveCast(w, r, v, cast)
+		return
+	}
 	var buf bytes.Buffer
 	if err := h.page.Execute(&buf, v); err != nil {
 		h.cfg.Logger.Error("replay: render", "grant", id, "err", err)
 		http.Error(w, "render failed", http.StatusInternalServerError)
 		return
 	}
+	if len(v.Casts) > 0 {
+		hd.Set("Content-Security-Policy", h.playerCSP)
+	}
 	hd.Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = w.Write(buf.Bytes())
+}
+
+// serveCast sends one cast, only if it is the one the recording sealed.
+func (h *Handler) serveCast(w http.ResponseWriter, r *http.Request, v *view, name string) {
+	for _, c := range v.Casts {
+		if c.Name != name {
+			continue
+		}
+		if c.URL == "" {
+			http.Error(w, "this cast is not played: "+c.Summary, http.StatusConflict)
+			return
+		}
+		b, err := os.ReadFile(filepath.Join(v.dir, name))
+		if err != nil {
+			http.Error(w, "the cast cannot be read", http.StatusInternalServerError)
+			return
+		}
+		if err := v.sealed[name].Check(bytes.NewReader(b)); err != nil {
+			h.cfg.Logger.Warn("replay: cast changed since the page was built", "cast", name, "err", err)
+			http.Error(w, "the cast does not match its sealed digest", http.StatusConflict)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(b))
+		return
+	}
+	http.Error(w, "no such cast", http.StatusNotFound)
 }
 
 func (h *Handler) find(id string) (string, bool) {
@@ -192,8 +292,12 @@ func (h *Handler) find(id string) (string, bool) {
 }
 
 func (h *Handler) load(path string) (*view, error) {
-	v := &view{Location: h.cfg.Location.String()}
+	v := &view{Location: h.cfg.Location.String(), dir: filepath.Dir(path)}
+	var companions []record.Event
 	keep := func(ev record.Event) error {
+		if ev.Type == record.Notice && ev.Tag == record.CompanionTag {
+			companions = append(companions, ev)
+		}
 		if len(v.Events) < h.cfg.MaxEvents {
 			v.Events = append(v.Events, ev)
 		} else {
@@ -235,5 +339,45 @@ func (h *Handler) load(path string) (*view, error) {
 	default:
 		return nil, err
 	}
+	v.Casts, v.sealed = h.casts(v.dir, v.Header.GrantID, record.Companions(companions))
 	return v, nil
+}
+
+// casts lists the grant's terminal casts: the ones its recording sealed
+// (played when the file matches) and any other file next to it (not played).
+func (h *Handler) casts(dir, id string, sealed []record.Companion) ([]castView, map[string]record.Companion) {
+	byName := map[string]record.Companion{}
+	var out []castView
+	for _, c := range sealed {
+		if !record.IsCompanionName(id, c.Name) || !castRe.MatchString(c.Name) {
+			continue
+		}
+		byName[c.Name] = c
+		cv := castView{Name: c.Name}
+		f, err := os.Open(filepath.Join(dir, c.Name))
+		switch {
+		case err != nil:
+			cv.Status, cv.Summary = "missing", "Sealed by the recording, but the file is not stored next to it."
+		default:
+			err = c.Check(f)
+			f.Close()
+			if err != nil {
+				cv.Status, cv.Summary = "mismatch", "NOT played: the file does not match the digest the recording sealed (edited or replaced)."
+			} else {
+				cv.Status, cv.Summary = "sealed", fmt.Sprintf("Sealed by the recording (%d bytes, SHA-256 %.16s…).", c.Size, c.SHA256)
+				cv.URL = id + "/casts/" + c.Name
+			}
+		}
+		out = append(out, cv)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		n := e.Name()
+		if _, ok := byName[n]; ok || !e.Type().IsRegular() || !record.IsCompanionName(id, n) {
+			continue
+		}
+		out = append(out, castView{Name: n, Status: "unsealed",
+			Summary: "NOT played: the recording does not seal this file (its proxy did not end the session, or the file was added later). `jitgate replay` shows it with a warning."})
+	}
+	return out, byName
 }
