@@ -23,6 +23,7 @@
 //	POST /grants/{id}/deny       deny (reason required)
 //	GET  /login, GET /callback   the OIDC sign-in
 //	POST /logout                 forget the session
+//	GET  /recordings/{id}        the grant's recording (Config.Recordings), same viewers as /grants/{id}
 //
 // All paths are below the path of Config.BaseURL; mount the handler there
 // without stripping the prefix:
@@ -93,6 +94,10 @@ type Config struct {
 	// Now is the clock for the sign-in's lifetime and for "in 5m" on pages.
 	// Default time.Now.
 	Now func() time.Time
+	// Recordings, when set, serves grants' recordings at BaseURL/recordings/
+	// to signed-in viewers who may see the grant, and the grant page links
+	// to it ("Replay recording") once a recording exists. See Recordings.
+	Recordings Recordings
 }
 
 func (c *Config) validate() (*url.URL, error) {
@@ -182,6 +187,7 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET "+path+"/login", u.login)
 	mux.HandleFunc("GET "+path+"/callback", u.callback)
 	mux.HandleFunc("POST "+path+"/logout", u.post(u.logout))
+	u.mountRecordings(mux)
 	mux.HandleFunc("GET "+path+"/static/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		u.static.ServeHTTP(w, r)

@@ -83,6 +83,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvRec(t, nil)
+}
+
+// newEnvRec is newEnv with a replay handler mounted (recordings_test.go).
+func newEnvRec(t *testing.T, rec approvalui.Recordings) *env {
+	t.Helper()
 	e := &env{t: t, clock: &clock{}}
 	iss, err := devissuer.New(devissuer.Options{Algorithm: "ES256"})
 	if err != nil {
@@ -113,7 +119,7 @@ func newEnv(t *testing.T) *env {
 	e.ui = "http://" + uiSrv.Listener.Addr().String() + "/ui"
 	h, err := approvalui.New(approvalui.Config{
 		Service: e.svc, Verifier: v, IssuerURL: issSrv.URL, ClientID: "jitgate", BaseURL: e.ui,
-		CookieKey: []byte(strings.Repeat("k", 32)), Now: e.clock.Now,
+		CookieKey: []byte(strings.Repeat("k", 32)), Now: e.clock.Now, Recordings: rec,
 	})
 	if err != nil {
 		t.Fatal(err)

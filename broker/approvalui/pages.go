@@ -100,6 +100,8 @@ type grantView struct {
 	// decided by the viewer. The Service enforces both anyway.
 	Own, CanDecide bool
 	DecidedByYou   string
+	// Replay links to the grant's recording once one exists.
+	Replay string
 }
 
 type claimView struct{ Key, Value string }
@@ -186,6 +188,7 @@ func (u *ui) view(g *grant.Grant, s *session) grantView {
 		v.Approvals = append(v.Approvals, approvalView{Name: firstNonEmpty(a.Name, a.By), Decision: a.Decision, Reason: a.Reason, At: u.when(a.At)})
 	}
 	v.CanDecide = g.State == grant.Pending && !v.Own && v.DecidedByYou == ""
+	v.Replay = u.replayLink(g)
 	return v
 }
 
