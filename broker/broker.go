@@ -81,8 +81,11 @@ type Config struct {
 	// Metrics counts grants, decisions, sessions and failures; optional (nil
 	// counts nothing).
 	Metrics *metrics.Broker
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// ProxyMetrics has every session proxy serve Prometheus metrics on a
+	// loopback port, named in the session.started audit event (metrics=ADDR).
+	ProxyMetrics bool
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 // Notifier delivers "approval needed" messages.
@@ -515,7 +518,11 @@ func (s *Service) OpenSession(ctx context.Context, who identity.Identity, id str
 				return nil
 			})
 			if err == nil {
-				s.audit(ctx, audit.Event{Type: audit.SessionStarted, GrantID: g.ID, Actor: g.Requester, Target: g.Target, Detail: "proxy=" + st.Addr, StageMillis: stages})
+				detail := "proxy=" + st.Addr
+				if st.Metrics != "" {
+					detail += " metrics=" + st.Metrics
+				}
+				s.audit(ctx, audit.Event{Type: audit.SessionStarted, GrantID: g.ID, Actor: g.Requester, Target: g.Target, Detail: detail, StageMillis: stages})
 				s.watch(g, cred, h)
 				return &SessionInfo{Grant: g, Host: host, Port: port, User: g.ID, Password: spec.NewSecret(secret),
 					Database: gs.Target.Database, HostKey: st.HostKey, Expires: g.ExpiresAt}, nil
@@ -735,7 +742,17 @@ func (s *Service) proxySpec(g *grant.Grant, cred spec.Credential, secret spec.Se
 		Mask:        mk,
 		Record:      spec.Record{Dir: s.cfg.RecordDir},
 		DevLoopback: s.cfg.DevLoopback,
+		Metrics:     proxyMetricsAddr(s.cfg.ProxyMetrics, g.Mode),
 	}
+}
+
+// proxyMetricsAddr is where a session proxy serves its metrics: a free
+// loopback port when they are on.
+func proxyMetricsAddr(on bool, mode spec.Mode) string {
+	if on && mode == spec.Session {
+		return "127.0.0.1:0"
+	}
+	return ""
 }
 
 // finish moves an active grant to Ended (or Failed) and audits it.

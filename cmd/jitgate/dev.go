@@ -75,6 +75,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	iss.SetURL(base + "/dev/oidc")
 	st, err := buildStack(stackConfig{
 		PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log, DevLoopback: true, ApproveURL: base + "/ui",
+		ProxyMetrics: cmd.String("metrics-listen") != "",
 		ExtraIssuers: []identity.IssuerConfig{{Name: "dev", Issuer: iss.URL(), Audience: devAudience, GroupsClaim: "groups", DevOnly: true}},
 	})
 	if err != nil {
@@ -165,7 +166,8 @@ func brokerCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				st, err := buildStack(stackConfig{PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log})
+				st, err := buildStack(stackConfig{PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log,
+					ProxyMetrics: cmd.String("metrics-listen") != ""})
 				if err != nil {
 					return err
 				}

@@ -50,6 +50,8 @@ type stackConfig struct {
 	DevLoopback  bool
 	// ApproveURL is the approval page's base URL, for notification links.
 	ApproveURL string
+	// ProxyMetrics has session proxies serve metrics on loopback ports.
+	ProxyMetrics bool
 }
 
 type stack struct {
@@ -144,7 +146,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	bcfg := broker.Config{
 		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
 		RecordDir: spoolDir, MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
-		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL, Metrics: m,
+		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL, Metrics: m, ProxyMetrics: cfg.ProxyMetrics,
 	}
 	if len(p.Notifications) > 0 {
 		n, err := buildNotifier(p)

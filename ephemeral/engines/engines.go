@@ -65,6 +65,12 @@ type pgEngine struct{ e *postgres.Engine }
 
 func (p pgEngine) Serve(ctx context.Context, c net.Conn) error { return p.e.Serve(ctx, c) }
 
+// Verdicts and MaskCounts feed the proxy's metrics (ephemeral/session).
+func (p pgEngine) Verdicts() (allowed, blocked uint64) { return p.e.Verdicts() }
+
+// MaskCounts: see Verdicts.
+func (p pgEngine) MaskCounts() map[string]uint64 { return p.e.MaskCounts() }
+
 func (p pgEngine) Exec(ctx context.Context, sql string) (*spec.Result, error) {
 	res, err := p.e.Exec(ctx, sql)
 	if errors.Is(err, postgres.ErrBlocked) {

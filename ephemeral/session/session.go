@@ -200,7 +200,13 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 	if err != nil {
 		return st.fail(g.ID, spec.CodeInternal, fmt.Errorf("session: listen %s: %w", listen, err))
 	}
-	ready := spec.Status{Type: spec.StatusReady, GrantID: g.ID, Addr: ln.Addr().String()}
+	pm, err := startMetrics(g, eng, log)
+	if err != nil {
+		ln.Close()
+		return st.fail(g.ID, spec.CodeBadSpec, err)
+	}
+	defer pm.stop()
+	ready := spec.Status{Type: spec.StatusReady, GrantID: g.ID, Addr: ln.Addr().String(), Metrics: pm.addr()}
 	if hk, ok := eng.(interface{ HostKeyLine() string }); ok {
 		ready.HostKey = hk.HostKeyLine()
 	}
@@ -216,8 +222,10 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 			break
 		}
 		wg.Add(1)
+		conn, untrack := pm.track(conn)
 		go func() {
 			defer wg.Done()
+			defer untrack()
 			if err := eng.Serve(ctx, conn); err != nil && ctx.Err() == nil {
 				log.Info("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 			}

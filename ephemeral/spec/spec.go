@@ -332,6 +332,11 @@ type Grant struct {
 	Record     Record     `json:"record"`
 	// DevLoopback allows cleartext client passwords on loopback (dev mode only).
 	DevLoopback bool `json:"dev_loopback,omitempty"`
+	// Metrics, when set, is the loopback address ("127.0.0.1:0") a session
+	// proxy serves its Prometheus metrics on; the address is reported in the
+	// ready status. Empty: no metrics listener. A non-loopback address is
+	// refused.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Validate checks that a grant is complete enough to serve.

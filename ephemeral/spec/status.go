@@ -43,6 +43,9 @@ type Status struct {
 	Code        string  `json:"code,omitempty"`
 	Error       string  `json:"error,omitempty"`
 	Recording   string  `json:"recording,omitempty"`
+	// Metrics is where a session proxy serves Prometheus metrics
+	// (http://Metrics/metrics) on StatusReady, when Grant.Metrics asked for it.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Result is the masked result of one exec-mode operation, protocol-neutral.

@@ -137,6 +137,7 @@ type Engine struct {
 
 	nextConn atomic.Int64
 	active   atomic.Int64 // connections being served; the catalog closes at zero
+	verdicts verdictCounts
 
 	mu    sync.Mutex
 	conns map[uint32]*conn // by the proxy-side process id handed to the client

@@ -131,6 +131,7 @@ func (c *conn) check(typ record.EventType, sql, name string) (string, error) {
 	if err := c.rec(record.Event{Type: record.Verdict, Allowed: &allowed, Reason: v.Reason}); err != nil {
 		return "", err
 	}
+	c.e.verdicts.note(allowed)
 	if allowed {
 		return "", nil
 	}
@@ -308,6 +309,7 @@ func (c *conn) fromClient(t byte, body []byte) (bool, error) {
 		if err := c.rec(record.Event{Type: record.Verdict, Allowed: &f, Reason: reason}); err != nil {
 			return false, err
 		}
+		c.e.verdicts.note(false)
 		if c.onBlocked != nil {
 			c.onBlocked(reason)
 		}
