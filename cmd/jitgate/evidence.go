@@ -12,7 +12,9 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/jitgate/jitgate/broker/approvalui"
 	"github.com/jitgate/jitgate/broker/audit"
+	"github.com/jitgate/jitgate/broker/replayui"
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/filesink"
 	"github.com/jitgate/jitgate/ephemeral/record/sign"
@@ -300,4 +302,19 @@ func firstNonEmpty(a ...string) string {
 		}
 	}
 	return ""
+}
+
+// replayUI is the replay page behind the approval page (/ui/recordings/{id}):
+// recordings and their casts from DATA_DIR/recordings, then the spool,
+// checked against the data directory's signing key; only viewers the approval
+// page let through (approvalui.Authorized) see one.
+func (s *stack) replayUI() (*replayui.Handler, error) {
+	pub, err := sign.ReadPublicKey(filepath.Join(s.dataDir, sign.PublicKeyFileName))
+	if err != nil {
+		return nil, cli1(fmt.Errorf("replay page: %w", err))
+	}
+	return replayui.New(replayui.Config{
+		Dirs:      []string{filepath.Join(s.dataDir, "recordings"), filepath.Join(s.dataDir, "spool")},
+		Authorize: approvalui.Authorized, PublicKey: pub, Location: time.Local, Logger: s.log,
+	})
 }

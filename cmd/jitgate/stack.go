@@ -198,8 +198,12 @@ func (s *stack) approvalUI(issuer, clientID, baseURL string) (http.Handler, erro
 	if err != nil {
 		return nil, err
 	}
+	replay, err := s.replayUI()
+	if err != nil {
+		return nil, err
+	}
 	return approvalui.New(approvalui.Config{Service: s.svc, Verifier: s.verifier, IssuerURL: issuer, ClientID: clientID,
-		BaseURL: baseURL, CookieKey: key, Logger: s.log})
+		BaseURL: baseURL, CookieKey: key, Logger: s.log, Recordings: replay})
 }
 
 func loadOrCreateKey(p string) ([]byte, error) {
