@@ -1,0 +1,358 @@
+package kube
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jitgate/jitgate/ephemeral/mask"
+	"github.com/jitgate/jitgate/ephemeral/record"
+)
+
+// Serve speaks HTTPS with one agent connection until it closes or ctx (the
+// grant deadline) ends; then the connection, its exec streams and their
+// upstream streams are closed.
+func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	id := int(e.conns.Add(1))
+	// Closing the raw connection also ends hijacked (exec) streams.
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+	defer client.Close()
+	if len(e.secret) == 0 {
+		return fmt.Errorf("kube: grant %s has no client secret", e.g.ID)
+	}
+	tc := tls.Server(client, e.tls)
+	_ = client.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = e.rec(record.Event{Type: record.Error, Conn: id, Tag: "tls", Statement: client.RemoteAddr().String(), Error: err.Error()})
+		return fmt.Errorf("kube: tls handshake: %w", err)
+	}
+	_ = client.SetDeadline(time.Time{})
+	ln := newOneConnListener(tc)
+	var wg sync.WaitGroup
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			wg.Add(1)
+			defer wg.Done()
+			e.serveHTTP(ctx, w, r, id)
+		}),
+		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	stopSrv := context.AfterFunc(ctx, func() { _ = srv.Close(); ln.Close() })
+	defer stopSrv()
+	err := srv.Serve(ln)
+	cancel()
+	wg.Wait()
+	switch {
+	case ctx.Err() != nil && !errors.Is(err, errConnDone):
+		return nil
+	case err == nil, errors.Is(err, http.ErrServerClosed), errors.Is(err, errConnDone), errors.Is(err, net.ErrClosed):
+		return nil
+	}
+	return fmt.Errorf("kube: serve: %w", err)
+}
+
+// serveHTTP authenticates, classifies, records and runs one request.
+func (e *Engine) serveHTTP(ctx context.Context, w http.ResponseWriter, r *http.Request, conn int) {
+	stmt := r.Method + " " + clean(r.RequestURI)
+	if !e.authorized(r) {
+		_ = e.rec(record.Event{Type: record.Error, Conn: conn, Tag: "auth", Statement: stmt, Error: "authentication failed: no valid grant secret"})
+		w.Header().Set("WWW-Authenticate", `Bearer realm="jitgate"`)
+		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "jitgate: authentication required: the grant secret is the bearer token")
+		return
+	}
+	rt, reason := Classify(&e.g.Guard, r.Method, r.RequestURI, r.Header)
+	if reason == "" && rt.Kind == KindExec {
+		reason = e.checkCommand(rt)
+	}
+	if reason == "" && rt.Kind == KindExec && !isUpgrade(r) {
+		reason = "exec needs a WebSocket or SPDY upgrade"
+	}
+	if reason == "" && rt.Kind != KindExec && isUpgrade(r) {
+		reason = "upgrades are allowed only for exec"
+	}
+	tag := "kube " + rt.Kind.String()
+	if err := e.rec(record.Event{Type: record.Query, Conn: conn, Tag: tag, Statement: stmt}); err != nil {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "jitgate: the request cannot be recorded")
+		return
+	}
+	allowed := reason == ""
+	if err := e.rec(record.Event{Type: record.Verdict, Conn: conn, Tag: tag, Statement: stmt, Allowed: &allowed, Reason: reason}); err != nil {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "jitgate: the request cannot be recorded")
+		return
+	}
+	if !allowed {
+		writeStatus(w, http.StatusForbidden, "Forbidden", "jitgate: "+reason)
+		return
+	}
+	if rt.Kind == KindExec {
+		e.serveExec(ctx, w, r, conn, rt)
+		return
+	}
+	e.forward(ctx, w, r, conn, rt)
+}
+
+// checkCommand judges an exec argv: tar (kubectl cp) unless CopyFiles, then
+// the shell guard on the argv quoted as one simple command, which also
+// recurses into sh -c strings and looks through wrappers.
+func (e *Engine) checkCommand(rt Route) string {
+	argv := rt.Command
+	kube := e.g.Guard.Kube
+	name := argv[0]
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	if name == "tar" && !kube.CopyFiles {
+		return "copying files (kubectl cp, tar) is not allowed by this grant"
+	}
+	if rt.TTY && rt.Stdin && e.g.Guard.Commands.Interactive && len(argv) == 1 && shellName(name) {
+		return "" // an interactive shell: recorded, not filtered
+	}
+	line, err := quoteArgv(argv)
+	if err != nil {
+		return "the command cannot be quoted for checking: " + err.Error()
+	}
+	v := e.cfg.Guard.Check(line)
+	if !v.Allowed {
+		return "blocked by policy: " + v.Reason
+	}
+	return ""
+}
+
+func shellName(s string) bool {
+	switch s {
+	case "sh", "bash", "ash", "dash", "zsh":
+		return true
+	}
+	return false
+}
+
+// authorized checks Authorization: Bearer <grant secret> in constant time.
+func (e *Engine) authorized(r *http.Request) bool {
+	vals := r.Header.Values("Authorization")
+	if len(vals) != 1 {
+		return false
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), e.secret) == 1
+}
+
+func isUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Connection") {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+				return true
+			}
+		}
+	}
+	return r.Header.Get("Upgrade") != ""
+}
+
+// forwarded request headers; everything else (Authorization, Impersonate-*,
+// cookies, Accept-Encoding) stays at the proxy.
+var forwardHeaders = []string{"User-Agent", "Kubectl-Command", "Kubectl-Session", "X-Request-Id"}
+
+// forward runs a discovery or pods read upstream and streams the answer
+// back, pods objects through the masker.
+func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, conn int, rt Route) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+rt.Upstream, nil)
+	if err != nil {
+		writeStatus(w, http.StatusBadGateway, "InternalError", "jitgate: "+err.Error())
+		return
+	}
+	for _, h := range forwardHeaders {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set("Accept", acceptJSON(r.Header.Values("Accept")))
+	req.Header.Set("Authorization", "Bearer "+string(e.g.Credential.Token))
+	resp, err := e.up.RoundTrip(req)
+	if err != nil {
+		_ = e.rec(record.Event{Type: record.Error, Conn: conn, Tag: "upstream", Statement: rt.Upstream, Error: err.Error()})
+		writeStatus(w, http.StatusBadGateway, "ServiceUnavailable", "jitgate: upstream: "+err.Error())
+		return
+	}
+	defer resp.Body.Close()
+	ct := resp.Header.Get("Content-Type")
+	if mt, _, _ := mime.ParseMediaType(ct); resp.StatusCode < 300 && mt != "application/json" && !strings.HasPrefix(mt, "text/") && rt.Kind != KindDiscovery {
+		_ = e.rec(record.Event{Type: record.Error, Conn: conn, Tag: "upstream", Statement: rt.Upstream, Error: "unexpected content type " + ct})
+		writeStatus(w, http.StatusBadGateway, "InternalError", "jitgate: upstream answered "+ct+", which the proxy cannot mask")
+		return
+	}
+	for _, h := range []string{"Content-Type", "Audit-Id", "Cache-Control", "Date", "Etag",
+		"X-Kubernetes-Pf-Flowschema-Uid", "X-Kubernetes-Pf-Prioritylevel-Uid"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	var n int64
+	if rt.Kind == KindDiscovery || e.cfg.Masker == nil {
+		if resp.ContentLength >= 0 && resp.Uncompressed == false {
+			w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		}
+		w.WriteHeader(resp.StatusCode)
+		n, err = io.Copy(w, resp.Body)
+	} else {
+		w.WriteHeader(resp.StatusCode)
+		fl, _ := w.(http.Flusher)
+		ms := mask.NewStream(e.cfg.Masker, e.cfg.FlushDelay, func(b []byte) error {
+			n += int64(len(b))
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+			return nil
+		})
+		_, err = io.Copy(ms, resp.Body)
+		if cerr := ms.Close(); err == nil {
+			err = cerr
+		}
+	}
+	ev := record.Event{Type: record.Result, Conn: conn, Tag: "status " + strconv.Itoa(resp.StatusCode), Statement: rt.Upstream,
+		Error: fmt.Sprintf("%d bytes", n)}
+	if err != nil {
+		ev.Type, ev.Error = record.Error, err.Error()
+	}
+	_ = e.rec(ev)
+}
+
+// acceptJSON keeps the JSON media types of an Accept header (Table and
+// aggregated discovery included) and drops protobuf and CBOR, which the
+// masker cannot read.
+func acceptJSON(vals []string) string {
+	var keep []string
+	for _, v := range vals {
+		for _, part := range strings.Split(v, ",") {
+			p := strings.TrimSpace(part)
+			mt, _, err := mime.ParseMediaType(p)
+			if err != nil {
+				continue
+			}
+			if mt == "application/json" || mt == "*/*" {
+				keep = append(keep, p)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return "application/json"
+	}
+	return strings.Join(keep, ",")
+}
+
+// status is a Kubernetes Status object, which kubectl prints as the reason.
+type status struct {
+	Kind       string         `json:"kind"`
+	APIVersion string         `json:"apiVersion"`
+	Metadata   map[string]any `json:"metadata"`
+	Status     string         `json:"status"`
+	Message    string         `json:"message"`
+	Reason     string         `json:"reason"`
+	Code       int            `json:"code"`
+}
+
+func writeStatus(w http.ResponseWriter, code int, reason, msg string) {
+	b, _ := json.Marshal(status{Kind: "Status", APIVersion: "v1", Metadata: map[string]any{}, Status: "Failure",
+		Message: msg, Reason: reason, Code: code})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// clean makes a request target safe for the recording (no control bytes).
+func clean(s string) string {
+	if len(s) > 4096 {
+		s = s[:4096] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// errConnDone ends http.Server.Serve once the one connection closed.
+var errConnDone = errors.New("kube: connection done")
+
+// oneConnListener hands out one connection, then waits until it is closed.
+type oneConnListener struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	done   chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newOneConnListener(c net.Conn) *oneConnListener {
+	l := &oneConnListener{done: make(chan struct{}), closed: make(chan struct{})}
+	l.conn = &notifyConn{Conn: c, done: l.done}
+	return l
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	select {
+	case <-l.done:
+		return nil, errConnDone
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *oneConnListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if c != nil {
+		return c.Close()
+	}
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// notifyConn closes done when the connection is closed.
+type notifyConn struct {
+	net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *notifyConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.done) })
+	return err
+}
