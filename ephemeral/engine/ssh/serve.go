@@ -302,7 +302,7 @@ type chanState struct {
 	id   int
 	pty  *ptyReq
 	mu   sync.Mutex
-	up   *ssh.Session
+	up   upstream
 	cast *asciicast.Writer
 	run  bool
 	wg   sync.WaitGroup
@@ -409,20 +409,30 @@ func (s *chanState) subsystem(ctx context.Context, name string) bool {
 	s.mu.Lock()
 	s.run = true
 	s.mu.Unlock()
-	return s.start(ctx, "subsystem", name, func(us *ssh.Session) error { return us.RequestSubsystem(name) })
+	return s.start(ctx, "subsystem", name, nil)
 }
 
 // start opens the upstream session, wires stdin, stdout and stderr through the
 // masker and the recorders, and reports the exit status when it ends.
 func (s *chanState) start(ctx context.Context, kind, cmd string, run func(*ssh.Session) error) bool {
 	c := s.c
-	us, err := c.up.NewSession()
+	var us upstream
+	var ss *ssh.Session
+	var err error
+	if kind == "subsystem" {
+		// x/crypto's Session cannot report a subsystem's exit status (its
+		// Wait answers "session not started"): use the raw channel.
+		us, err = openSubsystem(c.up, cmd)
+	} else {
+		ss, err = c.up.NewSession()
+		us = ss
+	}
 	if err != nil {
 		_ = c.rec(record.Event{Type: record.Error, Tag: kind, Statement: cmd, Error: err.Error()})
 		return false
 	}
-	if s.pty != nil {
-		if err := us.RequestPty(s.pty.Term, int(s.pty.Rows), int(s.pty.Cols), terminalModes(s.pty.Modes)); err != nil {
+	if s.pty != nil && ss != nil {
+		if err := ss.RequestPty(s.pty.Term, int(s.pty.Rows), int(s.pty.Cols), terminalModes(s.pty.Modes)); err != nil {
 			_ = c.rec(record.Event{Type: record.Error, Tag: "pty-req", Error: err.Error()})
 			us.Close()
 			return false
@@ -438,7 +448,12 @@ func (s *chanState) start(ctx context.Context, kind, cmd string, run func(*ssh.S
 	raw := kind == "subsystem" // sftp is binary: relayed unmasked
 	out := s.sink(kind, "stdout", s.ch, raw)
 	errw := s.sink(kind, "stderr", s.ch.Stderr(), raw)
-	if err := run(us); err != nil {
+	if ss != nil {
+		err = run(ss)
+	} else {
+		err = us.(*rawSession).request()
+	}
+	if err != nil {
 		_ = c.rec(record.Event{Type: record.Error, Tag: kind, Statement: cmd, Error: err.Error()})
 		us.Close()
 		return false
@@ -473,10 +488,13 @@ func (s *chanState) start(ctx context.Context, kind, cmd string, run func(*ssh.S
 		werr := us.Wait()
 		status, sig := 0, ""
 		var ee *ssh.ExitError
+		var re *rawExit
 		switch {
 		case werr == nil:
 		case errors.As(werr, &ee):
 			status, sig = ee.ExitStatus(), ee.Signal()
+		case errors.As(werr, &re):
+			status, sig = re.status, re.signal
 		default:
 			status = 255
 		}

@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
@@ -65,18 +67,7 @@ func BenchmarkSCP200MB(b *testing.B) {
 			auth: []string{"-i", key, "-o", "CertificateFile=" + key + "-cert.pub", "-o", "PreferredAuthentications=publickey"}}
 	}
 	viaProxy := func(b *testing.B, noMask bool) scpEndpoint {
-		p := startProxy(b, tg, opts{noMask: noMask, commands: spec.Commands{FileTransfer: true, Allow: []string{"scp", "*"}}})
-		dir := b.TempDir()
-		kh := filepath.Join(dir, "known_hosts")
-		if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{p.addr}, p.eng.HostKey())+"\n"), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		secret := filepath.Join(dir, "secret")
-		_ = os.WriteFile(secret, []byte(p.grant.ClientSecret), 0o600)
-		askpass := filepath.Join(dir, "askpass")
-		_ = os.WriteFile(askpass, []byte("#!/bin/sh\ncat '"+secret+"'\n"), 0o700)
-		return scpEndpoint{addr: p.addr, user: p.grant.ID, home: dir, knownHosts: kh, askpass: askpass,
-			auth: []string{"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"}}
+		return proxyEndpoint(b, startProxy(b, tg, opts{noMask: noMask, commands: spec.Commands{FileTransfer: true, Allow: []string{"scp", "*"}}}))
 	}
 	run := func(b *testing.B, ep scpEndpoint, legacy bool) {
 		dst := filepath.Join(b.TempDir(), "copy")
@@ -102,6 +93,61 @@ func BenchmarkSCP200MB(b *testing.B) {
 	b.Run("legacy/proxy-masked", func(b *testing.B) { run(b, viaProxy(b, false), true) })
 }
 
+// proxyEndpoint logs in to p with the grant secret through SSH_ASKPASS.
+func proxyEndpoint(t testing.TB, p *proxy) scpEndpoint {
+	t.Helper()
+	dir := t.TempDir()
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{p.addr}, p.eng.HostKey())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "secret")
+	_ = os.WriteFile(secret, []byte(p.grant.ClientSecret), 0o600)
+	askpass := filepath.Join(dir, "askpass")
+	_ = os.WriteFile(askpass, []byte("#!/bin/sh\ncat '"+secret+"'\n"), 0o700)
+	return scpEndpoint{addr: p.addr, user: p.grant.ID, home: dir, knownHosts: kh, askpass: askpass,
+		auth: []string{"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"}}
+}
+
+// TestSCPThroughProxy: OpenSSH's scp (sftp underneath) downloads and uploads
+// through a file-transfer grant without detectors and exits 0 (the proxy
+// forwards the sftp server's real exit status), the file intact; the
+// transfer is recorded as byte counts.
+func TestSCPThroughProxy(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("scp"); err != nil {
+		t.Skip("no scp client")
+	}
+	tg := sharedTarget(t)
+	p := startProxy(t, tg, opts{noMask: true, commands: spec.Commands{FileTransfer: true}})
+	ep := proxyEndpoint(t, p)
+	src := filepath.Join(tg.srv.Home, "jitgate-scp-"+randHex(6))
+	if err := writeRandomFile(src, 3<<20+17); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(src) })
+	want, _ := os.ReadFile(src)
+	local := filepath.Join(t.TempDir(), "copy")
+	if err := ep.download(false, src, local); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(local); !bytes.Equal(got, want) {
+		t.Fatalf("downloaded %d bytes, not the %d of the source", len(got), len(want))
+	}
+	found := false
+	for _, ev := range p.events(t) {
+		if ev.Type == record.Notice && ev.Tag == "subsystem" && strings.Contains(ev.Error, "from target") {
+			found = true
+		}
+		if ev.Type == record.Result && ev.Tag != "exit 0" {
+			t.Errorf("recorded %s", ev.Tag)
+		}
+	}
+	if !found {
+		t.Fatalf("no byte-count notice: %+v", p.events(t))
+	}
+}
+
 // scpEndpoint is how the scp client reaches one path: direct or the proxy.
 type scpEndpoint struct {
 	addr, user, home, knownHosts, askpass string
@@ -114,8 +160,7 @@ func (ep scpEndpoint) download(legacy bool, remote, local string) error {
 		"-o", "UserKnownHostsFile=" + ep.knownHosts, "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "IdentityAgent=none", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"}
 	if ep.askpass != "" {
-		args[1] = "-q" // -B (batch mode) would disable the askpass prompt
-		args = append(args[:1], args[2:]...)
+		args = append(args[:1], args[2:]...) // -B (batch mode) would disable the askpass prompt
 	}
 	if legacy {
 		args = append(args, "-O")
