@@ -23,8 +23,10 @@ func TestCacheSkipsParse(t *testing.T) {
 		{"refusals are cached too", 0, []string{"DROP TABLE users", "DROP TABLE users"}, 1},
 		{"unparseable input is cached too", 0, []string{"SELEC 1", "SELEC 1"}, 1},
 		{"cache disabled", -1, []string{"SELECT 1", "SELECT 1"}, 2},
-		{"evicted by LRU", 2, []string{"SELECT 1", "SELECT 2", "SELECT 3", "SELECT 1"}, 4},
-		{"recently used survives", 2, []string{"SELECT 1", "SELECT 2", "SELECT 1", "SELECT 3", "SELECT 1"}, 3},
+		{"other constants, same shape", 0, []string{"SELECT 1", "SELECT 2", "SELECT 'x'"}, 1},
+		{"shape cache disabled with the cache", -1, []string{"SELECT 1", "SELECT 2"}, 2},
+		{"evicted by LRU", 2, []string{"SELECT a", "SELECT b", "SELECT c", "SELECT a"}, 4},
+		{"recently used survives", 2, []string{"SELECT a", "SELECT b", "SELECT a", "SELECT c", "SELECT a"}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

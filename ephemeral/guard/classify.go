@@ -129,31 +129,41 @@ func analyse(sql string, rules *funcRules) ([]analysed, error) {
 }
 
 func analyseAt(sql string, rules *funcRules, depth int) ([]analysed, error) {
+	_, out, err := analyseTreeAt(sql, rules, depth)
+	return out, err
+}
+
+// analyseTree is analyse that also returns the parse tree.
+func analyseTree(sql string, rules *funcRules) (*pg_query.ParseResult, []analysed, error) {
+	return analyseTreeAt(sql, rules, 0)
+}
+
+func analyseTreeAt(sql string, rules *funcRules, depth int) (*pg_query.ParseResult, []analysed, error) {
 	if !utf8.ValidString(sql) {
-		return nil, ErrInvalidUTF8
+		return nil, nil, ErrInvalidUTF8
 	}
 	if strings.IndexByte(sql, 0) >= 0 {
-		return nil, ErrNUL
+		return nil, nil, ErrNUL
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return nil, fmt.Errorf("guard: parse: %w", err)
+		return nil, nil, fmt.Errorf("guard: parse: %w", err)
 	}
 	if len(tree.Stmts) == 0 {
-		return nil, ErrEmpty
+		return nil, nil, ErrEmpty
 	}
 	out := make([]analysed, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
 		if raw.Stmt == nil || raw.Stmt.Node == nil {
-			return nil, fmt.Errorf("guard: parse: empty statement node")
+			return nil, nil, fmt.Errorf("guard: parse: empty statement node")
 		}
 		text, err := stmtText(sql, raw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, analyseStmt(text, raw.Stmt, rules, depth))
 	}
-	return out, nil
+	return tree, out, nil
 }
 
 func stmtText(sql string, raw *pg_query.RawStmt) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
@@ -91,6 +92,7 @@ type Guard struct {
 	allowKinds  map[string]bool
 	allowUnsafe bool
 	cache       *lru.Cache[string, *entry] // nil when disabled
+	shapes      *lru.Cache[string, *shapeEntry]
 
 	parses atomic.Int64 // how many times SQL was parsed (tests read it)
 }
@@ -126,6 +128,11 @@ func New(cfg Config) (*Guard, error) {
 			return nil, fmt.Errorf("guard: cache: %w", err)
 		}
 		g.cache = c
+		sc, err := lru.New[string, *shapeEntry](cfg.CacheSize)
+		if err != nil {
+			return nil, fmt.Errorf("guard: cache: %w", err)
+		}
+		g.shapes = sc
 	}
 	return g, nil
 }
@@ -139,6 +146,12 @@ type Verdict struct {
 	Reason string
 	// Classification is what the guard saw. Shared with the cache: do not modify.
 	Classification Classification
+	// Shape is the statement's normalized text (constants replaced by $n)
+	// when the verdict provably does not depend on its constants (see
+	// shape.go), else "". Texts with the same Shape get the same verdict, and
+	// their parse trees differ only in constant leaves, so callers can key
+	// other constant-independent analyses (masking lineage) by it.
+	Shape string
 }
 
 // Check judges sql under the guard's grant. It is concurrency-safe and caches
@@ -164,9 +177,21 @@ func (g *Guard) lookup(sql string) *entry {
 			return e
 		}
 	}
+	// The shape cache (shape.go): a text that differs from a judged one only
+	// in constants the verdict provably does not read.
+	norm := ""
+	if g.shapes != nil && len(sql) <= maxCachedSQL && utf8Valid(sql) {
+		if n, err := pg_query.Normalize(sql); err == nil && n != sql {
+			norm = n
+			if s, ok := g.shapes.Get(n); ok {
+				return s.forText(sql, n)
+			}
+		}
+	}
 	g.parses.Add(1)
 	e := &entry{}
-	e.stmts, e.err = analyse(sql, g.rules)
+	var tree *pg_query.ParseResult
+	tree, e.stmts, e.err = analyseTree(sql, g.rules)
 	switch {
 	case errors.Is(e.err, ErrEmpty):
 		// No statement at all (whitespace, comments, ";"): PostgreSQL runs
@@ -181,6 +206,12 @@ func (g *Guard) lookup(sql string) *entry {
 		for i := range e.stmts {
 			if e.stmts[i].eff != effNone || e.stmts[i].hasExec || e.stmts[i].hasFetch {
 				e.session = true
+			}
+		}
+		if !e.session && norm != "" {
+			if key, prefix, suffix := shapeOf(sql, norm, tree); key != "" {
+				e.verdict.Shape = key
+				g.shapes.Add(key, &shapeEntry{e: e, prefix: prefix, suffix: suffix})
 			}
 		}
 	}
