@@ -75,6 +75,10 @@ func Evaluate(p *policy.Policy, who identity.Identity, in RequestInput) (Evaluat
 		if v := hg.CheckOperation(op); !v.Allowed {
 			deny = append(deny, "request refused: "+v.Reason)
 		}
+	case in.Mode == spec.Exec && tgt.Protocol == spec.Kube:
+		if err := evaluateKubeExec(tgt, in.Operation, &ev, &deny); err != nil {
+			return Evaluation{}, err
+		}
 	case in.Mode == spec.Exec && tgt.Protocol != spec.Postgres:
 		return Evaluation{}, fmt.Errorf("%w: exec mode is not available for %s targets yet", ErrBadRequest, tgt.Kind)
 	case in.Mode == spec.Exec:

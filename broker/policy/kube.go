@@ -236,3 +236,15 @@ func (k *KubeTarget) scope() spec.KubeScope {
 	s.Pods, s.Containers = slices.Clone(s.Pods), slices.Clone(s.Containers)
 	return s
 }
+
+// specCommands is the command policy a grant carries. A kube target without
+// copy_files denies tar wherever it appears (kubectl cp is an exec of tar), so
+// the broker and the proxy refuse it inside sh -c strings as well.
+func (t *Target) specCommands() spec.Commands {
+	c := t.Commands
+	c.Allow, c.Deny = slices.Clone(c.Allow), slices.Clone(c.Deny)
+	if t.Protocol == spec.Kube && !t.Kube.Scope.CopyFiles && !slices.Contains(c.Deny, "tar") {
+		c.Deny = append(c.Deny, "tar")
+	}
+	return c
+}

@@ -84,6 +84,7 @@ func TestKubeTargetLoads(t *testing.T) {
 	if !reflect.DeepEqual(g.Kube, want) {
 		t.Errorf("SpecGuard.Kube = %+v, want %+v", g.Kube, want)
 	}
+	// copy_files is on: tar is not added to the deny list.
 	if !reflect.DeepEqual(g.Commands, spec.Commands{Allow: []string{"ls", "cat"}, Deny: []string{"curl"}}) {
 		t.Errorf("SpecGuard.Commands = %+v", g.Commands)
 	}
@@ -131,6 +132,10 @@ func TestKubeCAFromFile(t *testing.T) {
 	tg, _ := p.Target("k8s")
 	if tg.SpecTarget().CA != ca || tg.Credentials.Role(spec.Read) != "shop-exec" {
 		t.Errorf("CA or role not loaded: %+v", tg.Kube)
+	}
+	// Without copy_files, tar (kubectl cp) is denied wherever it appears.
+	if got := tg.SpecGuard(spec.Read).Commands.Deny; !reflect.DeepEqual(got, []string{"tar"}) {
+		t.Errorf("Commands.Deny = %v, want [tar]", got)
 	}
 	for _, tc := range []struct{ name, ref, want string }{
 		{"missing", "file:nope.pem", `:8:9: target "k8s": ca: open ` + filepath.Join(dir, "nope.pem") + `: no such file or directory`},

@@ -241,7 +241,7 @@ func (t *Target) SpecGuard(a spec.Access) spec.Guard {
 		AllowFunctions: slices.Clone(t.Guard.AllowFunctions),
 		DenyKinds:      slices.Clone(t.Guard.DenyKinds),
 		AllowKinds:     slices.Clone(t.Guard.AllowKinds),
-		Commands:       t.Commands,
+		Commands:       t.specCommands(),
 		HTTP:           slices.Clone(t.HTTPRules),
 		Kube:           t.Kube.scope(),
 	}
