@@ -62,6 +62,7 @@ func (e *Engine) serveExec(ctx context.Context, w http.ResponseWriter, r *http.R
 	if wsstream.IsWebSocketRequest(r) {
 		x.serveWebSocket(w, r)
 	} else {
+		_ = e.rec(record.Event{Type: record.Notice, Conn: conn, Tag: "transport", Statement: "spdy"})
 		opts := &crirc.Options{Stdin: rt.Stdin, Stdout: rt.Stdout, Stderr: rt.Stderr && !rt.TTY, TTY: rt.TTY}
 		crirc.ServeExec(w, r, x, rt.Pod, "", rt.Container, rt.Command, opts, 0, 30*time.Second,
 			[]string{crirc.StreamProtocolV4Name, crirc.StreamProtocolV3Name, crirc.StreamProtocolV2Name})
@@ -213,11 +214,12 @@ func (x *execution) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		"v5.channel.k8s.io": {Binary: true, Channels: chans},
 		"v4.channel.k8s.io": {Binary: true, Channels: chans},
 	})
-	_, streams, err := wc.Open(w, r)
+	proto, streams, err := wc.Open(w, r)
 	if err != nil {
 		_ = x.e.rec(record.Event{Type: record.Error, Conn: x.conn, Tag: "websocket", Error: err.Error()})
 		return
 	}
+	_ = x.e.rec(record.Event{Type: record.Notice, Conn: x.conn, Tag: "transport", Statement: "websocket " + proto})
 	defer wc.Close()
 	var resize chan crirc.TerminalSize
 	if rt.TTY {
