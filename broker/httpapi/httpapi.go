@@ -117,7 +117,9 @@ type GrantRequest struct {
 	Command string `json:"command,omitempty"`
 	// HTTP is the exec-mode request of an HTTP target: "GET /v1/flags"
 	// (headers on following lines, a body after a blank line).
-	HTTP   string `json:"http,omitempty"`
+	HTTP string `json:"http,omitempty"`
+	// Config is the exec-mode key (or key glob, "flags/*") of a config target.
+	Config string `json:"config,omitempty"`
 	Access string `json:"access,omitempty"` // session mode: read (default), write, admin
 	TTL    string `json:"ttl,omitempty"`    // Go duration, e.g. "10m"
 	Reason string `json:"reason,omitempty"`
@@ -128,8 +130,8 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 	if !decode(w, r, &req) {
 		return
 	}
-	if n := btoi(req.SQL != "") + btoi(req.Command != "") + btoi(req.HTTP != ""); n > 1 {
-		writeError(w, 400, "bad_request", "give one of sql, command or http")
+	if n := btoi(req.SQL != "") + btoi(req.Command != "") + btoi(req.HTTP != "") + btoi(req.Config != ""); n > 1 {
+		writeError(w, 400, "bad_request", "give one of sql, command, http or config")
 		return
 	}
 	if t, ok := a.cfg.Service.Policy().Target(req.Target); ok {
@@ -143,9 +145,12 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 		case req.HTTP != "" && t.Protocol != spec.HTTP:
 			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: http is for http targets", t.Name, t.Kind))
 			return
+		case req.Config != "" && t.Protocol != spec.Config:
+			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: config is for config targets", t.Name, t.Kind))
+			return
 		}
 	}
-	in := broker.RequestInput{Target: req.Target, Operation: req.SQL + req.Command + req.HTTP, Reason: req.Reason}
+	in := broker.RequestInput{Target: req.Target, Operation: req.SQL + req.Command + req.HTTP + req.Config, Reason: req.Reason}
 	mode := req.Mode
 	if mode == "" {
 		mode = "exec"

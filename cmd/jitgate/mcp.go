@@ -211,7 +211,8 @@ func newMCPServer(cfg mcpConfig) (*mcp.Server, error) {
 		Description: "Send one HTTP request to an http target under its own grant; the proxy adds the credential, the response comes back masked."},
 		t.httpRequest)
 	mcp.AddTool(srv, &mcp.Tool{Name: toolReadConfig, Title: "Read a configuration file",
-		Description: "Read one configuration file on an ssh target (cat of an absolute path) under its own grant; secrets in it come back masked."},
+		Description: "Read configuration under its own grant: keys of a config target (key: flags/db_url, or flags/* for every key of one secret), " +
+			"or one file on an ssh target (path: an absolute path). Secret-looking values come back masked."},
 		t.readConfig)
 	return srv, nil
 }
@@ -250,16 +251,18 @@ type kubectlExecIn struct {
 }
 
 type httpRequestIn struct {
-	Target string `json:"target" jsonschema:"an http target name from list_targets"`
-	Method string `json:"method" jsonschema:"GET, HEAD, POST, PUT, PATCH or DELETE"`
-	Path   string `json:"path" jsonschema:"path and query, starting with /"`
-	Body   string `json:"body,omitempty" jsonschema:"request body"`
-	Reason string `json:"reason" jsonschema:"why you need this; approvers read it and the audit log keeps it"`
+	Target      string `json:"target" jsonschema:"an http target name from list_targets"`
+	Method      string `json:"method" jsonschema:"GET, HEAD, POST, PUT, PATCH or DELETE"`
+	Path        string `json:"path" jsonschema:"path and query, starting with /"`
+	Body        string `json:"body,omitempty" jsonschema:"request body"`
+	ContentType string `json:"content_type,omitempty" jsonschema:"Content-Type of the body (default application/json when the body is JSON, else text/plain)"`
+	Reason      string `json:"reason" jsonschema:"why you need this; approvers read it and the audit log keeps it"`
 }
 
 type readConfigIn struct {
-	Target string `json:"target" jsonschema:"an ssh target name from list_targets"`
-	Path   string `json:"path" jsonschema:"absolute path of the file"`
+	Target string `json:"target" jsonschema:"a config target (or an ssh target) name from list_targets"`
+	Key    string `json:"key,omitempty" jsonschema:"config targets: the key to read, e.g. flags/db_url, or all keys of one secret, flags/*"`
+	Path   string `json:"path,omitempty" jsonschema:"ssh targets: absolute path of the file"`
 	Reason string `json:"reason" jsonschema:"why you need this; approvers read it and the audit log keeps it"`
 }
 
@@ -338,7 +341,7 @@ func (t *mcpTools) client(ctx context.Context) (*apiClient, *outcome) {
 	return &apiClient{base: t.cfg.Broker, token: tok, http: t.cfg.HTTP}, nil
 }
 
-// operationRequest is the grant request body for kube and http exec grants.
+// operationRequest is the grant request body for kube exec grants.
 // The broker's API takes SQL and shell commands only today; it refuses these
 // fields, which the tools report as unsupported. Kind names the tool's target
 // kind so a broker can refuse an operation aimed at a target of another kind.
@@ -369,6 +372,21 @@ func (t *mcpTools) sshExec(ctx context.Context, req *mcp.CallToolRequest, in ssh
 }
 
 func (t *mcpTools) readConfig(ctx context.Context, req *mcp.CallToolRequest, in readConfigIn) (*mcp.CallToolResult, outcome, error) {
+	switch {
+	case in.Key != "" && in.Path != "":
+		return result(outcome{State: "bad_request", Message: "give key (config targets) or path (ssh targets), not both"})
+	case in.Key != "":
+		if strings.ContainsAny(in.Key, "\r\n\x00") {
+			return result(outcome{State: "bad_request", Message: "key must be one line"})
+		}
+		if o := t.checkKind(in.Target, spec.Config, toolReadConfig); o != nil {
+			return result(*o)
+		}
+		body := httpapi.GrantRequest{Target: in.Target, Mode: "exec", Config: in.Key, Reason: in.Reason}
+		return result(t.execGrant(ctx, req, body, spec.Config, 0))
+	case in.Path == "":
+		return result(outcome{State: "bad_request", Message: "give key (config targets) or path (ssh targets)"})
+	}
 	if !strings.HasPrefix(in.Path, "/") || strings.ContainsAny(in.Path, "\x00\n") {
 		return result(outcome{State: "bad_request", Message: fmt.Sprintf("path %q: want an absolute path on one line", in.Path)})
 	}
@@ -402,19 +420,43 @@ func (t *mcpTools) kubectlExec(ctx context.Context, req *mcp.CallToolRequest, in
 }
 
 func (t *mcpTools) httpRequest(ctx context.Context, req *mcp.CallToolRequest, in httpRequestIn) (*mcp.CallToolResult, outcome, error) {
+	op, o := httpOperation(in)
+	if o != nil {
+		return result(*o)
+	}
+	if o := t.checkKind(in.Target, spec.HTTP, toolHTTPRequest); o != nil {
+		return result(*o)
+	}
+	body := httpapi.GrantRequest{Target: in.Target, Mode: "exec", HTTP: op, Reason: in.Reason}
+	return result(t.execGrant(ctx, req, body, spec.HTTP, 0))
+}
+
+// httpOperation writes the tool's request as the broker's http operation:
+// "METHOD /path", a Content-Type line when there is a body, a blank line and
+// the body (see httprule.ParseOperation).
+func httpOperation(in httpRequestIn) (string, *outcome) {
 	method := strings.ToUpper(in.Method)
 	if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}, method) {
-		return result(outcome{State: "bad_request", Message: fmt.Sprintf("method %q: want GET, HEAD, POST, PUT, PATCH or DELETE", in.Method)})
+		return "", &outcome{State: "bad_request", Message: fmt.Sprintf("method %q: want GET, HEAD, POST, PUT, PATCH or DELETE", in.Method)}
 	}
-	if !strings.HasPrefix(in.Path, "/") || strings.HasPrefix(in.Path, "//") || strings.ContainsAny(in.Path, " \r\n\x00") {
-		return result(outcome{State: "bad_request", Message: fmt.Sprintf("path %q: want a path starting with one / and no spaces", in.Path)})
+	if !strings.HasPrefix(in.Path, "/") || strings.HasPrefix(in.Path, "//") || strings.ContainsAny(in.Path, " \t\r\n\x00") {
+		return "", &outcome{State: "bad_request", Message: fmt.Sprintf("path %q: want a path starting with one / and no spaces", in.Path)}
 	}
-	op, _ := json.Marshal(struct {
-		Method string `json:"method"`
-		Path   string `json:"path"`
-		Body   string `json:"body,omitempty"`
-	}{method, in.Path, in.Body})
-	return t.operation(ctx, req, in.Target, spec.HTTP, toolHTTPRequest, string(op), in.Reason)
+	if strings.ContainsAny(in.ContentType, "\r\n\x00") {
+		return "", &outcome{State: "bad_request", Message: "content_type must be one line"}
+	}
+	op := method + " " + in.Path
+	if in.Body == "" {
+		return op, nil
+	}
+	ct := strings.TrimSpace(in.ContentType)
+	if ct == "" {
+		ct = "text/plain; charset=utf-8"
+		if json.Valid([]byte(in.Body)) {
+			ct = "application/json"
+		}
+	}
+	return op + "\nContent-Type: " + ct + "\n\n" + in.Body, nil
 }
 
 func (t *mcpTools) operation(ctx context.Context, req *mcp.CallToolRequest, target string, kind spec.Protocol, tool, op, reason string) (*mcp.CallToolResult, outcome, error) {
@@ -450,6 +492,8 @@ func toolFor(p spec.Protocol) string {
 		return toolSQLQuery
 	case spec.SSH:
 		return toolSSHExec + " or " + toolReadConfig
+	case spec.Config:
+		return toolReadConfig
 	case spec.Kube:
 		return toolKubectlExec
 	case spec.HTTP:

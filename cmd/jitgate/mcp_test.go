@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -299,7 +300,7 @@ func TestMCPListTools(t *testing.T) {
 		toolSSHExec:     {"target", "command", "reason"},
 		toolKubectlExec: {"target", "namespace", "pod", "command", "reason"},
 		toolHTTPRequest: {"target", "method", "path", "reason"},
-		toolReadConfig:  {"target", "path", "reason"},
+		toolReadConfig:  {"target", "reason"},
 	}
 	var names []string
 	for _, tool := range res.Tools {
@@ -481,7 +482,6 @@ func TestMCPAgainstDev(t *testing.T) {
 			args map[string]any
 		}{
 			{toolKubectlExec, map[string]any{"target": "prod-k8s", "namespace": "shop", "pod": "api-0", "command": []string{"env"}, "reason": "r"}},
-			{toolHTTPRequest, map[string]any{"target": "billing-api", "method": "GET", "path": "/v1/invoices?limit=1", "reason": "r"}},
 		} {
 			out, res, raw := call[outcome](t, nop, tc.tool, tc.args, nil)
 			if !res.IsError || out.State != "unsupported" || !strings.Contains(out.Message, "does not accept") || !strings.Contains(out.Message, "nothing ran") {
@@ -1114,5 +1114,125 @@ rules:
 	out, res, raw = call[outcome](t, nop, toolSQLQuery, map[string]any{"target": "web-1", "sql": "SELECT 1", "reason": "r"}, nil)
 	if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, "sql is for postgres targets") || out.GrantID != "" {
 		t.Fatalf("%s", raw)
+	}
+}
+
+// TestMCPHTTP: http_request against a real upstream through jitgate dev and
+// its HTTP proxy: the request goes out as the API's "http" operation, the
+// proxy injects the token the model never sees, masks the response, and the
+// broker refuses what the target's rules do not allow before anything runs.
+func TestMCPHTTP(t *testing.T) {
+	t.Parallel()
+	const apiToken = "mcp-api-token-not-for-models"
+	var calls atomic.Int32
+	var mu sync.Mutex
+	var lastBody, lastType, lastAuth string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		lastBody, lastType, lastAuth = string(b), r.Header.Get("Content-Type"), r.Header.Get("Authorization")
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer "+apiToken {
+			http.Error(w, "no token", 401)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"method":%q,"owner":{"email":"ops@example.com","password":"hunter2"},"beta":true}`, r.Method)
+	}))
+	t.Cleanup(api.Close)
+	d := startDevPolicy(t, fmt.Sprintf(`version: 1
+targets:
+  - name: flags-api
+    kind: http
+    address: %s
+    http:
+      rules:
+        - {methods: [GET], path: /v1/flags}
+        - {methods: [POST], path: /v1/items}
+        - {path: /v1/admin/**, effect: deny}
+    credentials: {source: local, token: env:MCP_API_TOKEN}
+    masking: {detectors: [email], json_fields: [password]}
+rules:
+  - name: agents-call-api
+    when: '"ai-agents" in identity.groups'
+    targets: [flags-api]
+    access: write
+`, strings.TrimPrefix(api.URL, "http://")), "MCP_API_TOKEN="+apiToken)
+	agent := d.token("agent-1", "ai-agents")
+	cs := connectMCP(t, mcpConfig{Broker: d.broker, Tokens: staticToken(agent), Policy: d.pol}, nil)
+
+	out, res, raw := call[outcome](t, cs, toolHTTPRequest, map[string]any{"target": "flags-api", "method": "get", "path": "/v1/flags", "reason": "r"}, nil)
+	if res.IsError || out.State != "ok" || out.Tag != "HTTP 200" || !strings.Contains(out.Output, `"beta":true`) || !strings.Contains(out.Output, `"method":"GET"`) {
+		t.Fatalf("GET: %s", raw)
+	}
+	for _, secret := range []string{"hunter2", "ops@example.com", apiToken} {
+		if strings.Contains(raw, secret) {
+			t.Errorf("%q reached the model: %s", secret, raw)
+		}
+	}
+	out, res, raw = call[outcome](t, cs, toolHTTPRequest, map[string]any{"target": "flags-api", "method": "POST", "path": "/v1/items", "body": `{"name":"widget"}`, "reason": "r"}, nil)
+	if res.IsError || out.State != "ok" || !strings.Contains(out.Output, `"method":"POST"`) {
+		t.Fatalf("POST: %s", raw)
+	}
+	mu.Lock()
+	if lastBody != `{"name":"widget"}` || lastType != "application/json" || lastAuth != "Bearer "+apiToken {
+		t.Errorf("upstream saw body %q, Content-Type %q, Authorization %q", lastBody, lastType, lastAuth)
+	}
+	mu.Unlock()
+	before := calls.Load()
+	for _, tc := range []struct{ method, path string }{
+		{"DELETE", "/v1/flags"},
+		{"GET", "/v1/admin/keys"},
+		{"GET", "/v1/flags/../admin/keys"},
+	} {
+		out, res, raw := call[outcome](t, cs, toolHTTPRequest, map[string]any{"target": "flags-api", "method": tc.method, "path": tc.path, "reason": "r"}, nil)
+		if !res.IsError || out.State != "denied" || !strings.Contains(strings.Join(out.Reasons, ";"), "refused") {
+			t.Errorf("%s %s: %s", tc.method, tc.path, raw)
+		}
+	}
+	// Bad input never reaches the broker.
+	for _, args := range []map[string]any{
+		{"target": "flags-api", "method": "CONNECT", "path": "/", "reason": "r"},
+		{"target": "flags-api", "method": "GET", "path": "/v1/flags\r\nX-Evil: 1", "reason": "r"},
+		{"target": "flags-api", "method": "GET", "path": "//evil.example/x", "reason": "r"},
+		{"target": "flags-api", "method": "POST", "path": "/v1/items", "body": "x", "content_type": "text/plain\r\nX-Evil: 1", "reason": "r"},
+	} {
+		out, res, raw := call[outcome](t, cs, toolHTTPRequest, args, nil)
+		if !res.IsError || out.State != "bad_request" || out.GrantID != "" {
+			t.Errorf("%v: %s", args, raw)
+		}
+	}
+	if calls.Load() != before {
+		t.Fatalf("refused requests reached the upstream (%d calls)", calls.Load()-before)
+	}
+	// read_config with a key aimed at the http target is refused locally.
+	out, res, raw = call[outcome](t, cs, toolReadConfig, map[string]any{"target": "flags-api", "key": "flags/beta", "reason": "r"}, nil)
+	if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, "is a http target") {
+		t.Fatalf("read_config on http: %s", raw)
+	}
+}
+
+func TestHTTPOperation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   httpRequestIn
+		want string
+		bad  bool
+	}{
+		{in: httpRequestIn{Method: "get", Path: "/v1/flags?env=prod"}, want: "GET /v1/flags?env=prod"},
+		{in: httpRequestIn{Method: "POST", Path: "/v1/items", Body: `{"a":1}`}, want: "POST /v1/items\nContent-Type: application/json\n\n{\"a\":1}"},
+		{in: httpRequestIn{Method: "PUT", Path: "/v1/note", Body: "hello"}, want: "PUT /v1/note\nContent-Type: text/plain; charset=utf-8\n\nhello"},
+		{in: httpRequestIn{Method: "POST", Path: "/v1/f", Body: "a=1", ContentType: "application/x-www-form-urlencoded"}, want: "POST /v1/f\nContent-Type: application/x-www-form-urlencoded\n\na=1"},
+		{in: httpRequestIn{Method: "TRACE", Path: "/"}, bad: true},
+		{in: httpRequestIn{Method: "GET", Path: "v1/flags"}, bad: true},
+		{in: httpRequestIn{Method: "GET", Path: "/a b"}, bad: true},
+		{in: httpRequestIn{Method: "GET", Path: "/a\nHost: evil"}, bad: true},
+		{in: httpRequestIn{Method: "POST", Path: "/a", Body: "x", ContentType: "a\nb"}, bad: true},
+	} {
+		got, o := httpOperation(tc.in)
+		if tc.bad != (o != nil) || got != tc.want {
+			t.Errorf("%+v: got %q, refused %v", tc.in, got, o != nil)
+		}
 	}
 }
