@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	httpengine "github.com/jitgate/jitgate/ephemeral/engine/http"
+	kubeengine "github.com/jitgate/jitgate/ephemeral/engine/kube"
 	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
 	sshengine "github.com/jitgate/jitgate/ephemeral/engine/ssh"
 	"github.com/jitgate/jitgate/ephemeral/guard"
@@ -34,6 +35,7 @@ func Table() map[spec.Protocol]session.Factory {
 		spec.Postgres: newPostgresEngine,
 		spec.SSH:      newSSHEngine,
 		spec.HTTP:     newHTTPEngine,
+		spec.Kube:     newKubeEngine,
 	}
 }
 
@@ -143,4 +145,27 @@ func newHTTPEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (sessi
 		return nil, err
 	}
 	return httpengine.New(httpengine.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, Logger: log, MaskJSONFields: g.Mask.JSONFields})
+}
+
+// newKubeEngine builds the Kubernetes API proxy: exec commands are judged by
+// the shell guard of Guard.Commands, with tar denied anywhere in a line
+// unless the grant allows copying files (kubectl cp).
+func newKubeEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (session.Engine, error) {
+	deny := append([]string(nil), g.Guard.Commands.Deny...)
+	if !g.Guard.Kube.CopyFiles {
+		deny = append(deny, "tar")
+	}
+	sg, err := shell.New(shell.Config{Allow: g.Guard.Commands.Allow, Deny: deny})
+	if err != nil {
+		return nil, err
+	}
+	style, err := mask.ParseStyle(g.Mask.Style)
+	if err != nil {
+		return nil, err
+	}
+	mk, err := mask.New(mask.Config{Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)})
+	if err != nil {
+		return nil, err
+	}
+	return kubeengine.New(kubeengine.Config{Grant: g, Guard: sg, Masker: mk, Recorder: rec, Logger: log})
 }
