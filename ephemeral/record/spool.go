@@ -201,6 +201,10 @@ type Uploader struct {
 	// 200ms and 5s); Timeout bounds all attempts together (default 30s).
 	Initial, Max, Timeout time.Duration
 	Logger                *slog.Logger
+	// OnRetry, when set, is called after each failed attempt, before the
+	// wait, with the spooled path the recording stays at meanwhile (for a
+	// status line, a metric, or a test).
+	OnRetry func(path string, attempt int, err error)
 }
 
 // Upload stores path in the sink, retrying with exponential backoff until it
@@ -237,7 +241,10 @@ func (u Uploader) Upload(ctx context.Context, path string) (Stored, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return Stored{}, err
 		}
-		log.Warn("recording upload failed; retrying", "path", path, "attempt", attempt, "retry_in", wait, "err", err)
+		log.Warn("recording upload failed; it stays spooled, retrying", "path", path, "attempt", attempt, "retry_in", wait, "err", err)
+		if u.OnRetry != nil {
+			u.OnRetry(path, attempt, err)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
