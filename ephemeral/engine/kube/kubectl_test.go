@@ -1,6 +1,8 @@
 package kube_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -39,5 +41,55 @@ func TestKubectlExecMasked(t *testing.T) {
 				t.Fatalf("card number not masked: %s", r)
 			}
 		})
+	}
+}
+
+// TestKubectlRefusals: each refused kubectl command shows the proxy's reason
+// and its refused request never reaches the API server.
+func TestKubectlRefusals(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, opts{scope: defaultScope()})
+	p.plant(t, "x", "keep me\n")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    string // in kubectl's stderr
+		neverUp string // no upstream request contains this
+	}{
+		{"rm", []string{"exec", "-n", "shop", "web-1", "-c", "app", "--", "rm", "-rf", "x"}, "jitgate: blocked by policy", "command=rm"},
+		{"sh -c rm", []string{"exec", "-n", "shop", "web-1", "-c", "app", "--", "sh", "-c", "rm -rf x"}, "jitgate: blocked by policy", "command=sh"},
+		{"env rm", []string{"exec", "-n", "shop", "web-1", "-c", "app", "--", "env", "rm", "x"}, "jitgate: blocked by policy", "command=env"},
+		{"other namespace", []string{"exec", "-n", "other", "x-1", "--", "ls"}, "jitgate: namespace other is not covered by this grant", "/namespaces/other"},
+		{"attach", []string{"attach", "-n", "shop", "web-1", "-c", "app"}, "jitgate: attach is not allowed by this grant", "/attach"},
+		{"port-forward", []string{"port-forward", "-n", "shop", "pod/web-1", "18080:80"}, "jitgate: port-forward is not allowed by this grant", "/portforward"},
+		{"cp", []string{"cp", "shop/web-1:x", t.TempDir() + "/x", "-c", "app"}, "jitgate: copying files (kubectl cp, tar) is not allowed by this grant", "command=tar"},
+		{"get secrets", []string{"get", "secrets", "-n", "shop"}, "jitgate: resource secrets is not allowed", "/secrets"},
+		{"get pods -A", []string{"get", "pods", "-A"}, "jitgate: listing pods across all namespaces is not allowed", "/api/v1/pods"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := p.kubectl(t, nil, "", tc.args...)
+			t.Log(r)
+			if r.code == 0 || !strings.Contains(r.err, tc.want) {
+				t.Fatalf("want refusal %q, got %s", tc.want, r)
+			}
+			if p.upstreamSaw(tc.neverUp) {
+				t.Fatalf("refused request reached the API server (%q): %+v", tc.neverUp, p.up.Requests())
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(p.up.Dir(), "x")); err != nil {
+		t.Fatalf("the file a refused rm named is gone: %v", err)
+	}
+}
+
+func TestKubectlWrongToken(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, opts{scope: defaultScope()})
+	r := p.kubectl(t, nil, "not-the-secret", "get", "pods", "-n", "shop")
+	if r.code == 0 || !strings.Contains(r.err, "Unauthorized") && !strings.Contains(r.err, "provide credentials") {
+		t.Fatalf("want 401, got %s", r)
+	}
+	if n := len(p.up.Requests()); n != 0 {
+		t.Fatalf("unauthenticated requests reached the API server: %+v", p.up.Requests())
 	}
 }
