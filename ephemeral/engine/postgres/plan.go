@@ -63,10 +63,11 @@ func (pc *planCache) put(key string, p *rowPlan) {
 }
 
 // lineageOf returns the lineage of statement idx of sql, or nil when the masker
-// cannot analyse it (the masker then decides, failing closed).
-func (pc *planCache) lineageOf(ctx context.Context, cat *catalog, sql string, idx int) *mask.Lineage {
+// cannot analyse it (the masker then decides, failing closed). key is sql, or
+// the guard's shape of sql (texts of one shape have the same lineage).
+func (pc *planCache) lineageOf(ctx context.Context, cat *catalog, key, sql string, idx int) *mask.Lineage {
 	pc.mu.Lock()
-	lins, ok := pc.lineage[sql]
+	lins, ok := pc.lineage[key]
 	pc.mu.Unlock()
 	if !ok {
 		var err error
@@ -81,7 +82,7 @@ func (pc *planCache) lineageOf(ctx context.Context, cat *catalog, sql string, id
 		if len(pc.lineage) >= pc.max {
 			clear(pc.lineage)
 		}
-		pc.lineage[sql] = lins
+		pc.lineage[key] = lins
 		pc.mu.Unlock()
 	}
 	if idx < 0 || idx >= len(lins) {
@@ -91,14 +92,19 @@ func (pc *planCache) lineageOf(ctx context.Context, cat *catalog, sql string, id
 }
 
 // planFor builds (or finds) the plan for a RowDescription body answering statement
-// idx of sql.
-func (c *conn) planFor(ctx context.Context, sql string, idx int, body []byte) (*rowPlan, error) {
+// idx of sql; shape is the guard's Verdict.Shape of sql, or "".
+func (c *conn) planFor(ctx context.Context, sql, shape string, idx int, body []byte) (*rowPlan, error) {
 	e := c.e
 	// Without masking the plan depends on the RowDescription alone, so statements
-	// that differ only in their literals share it.
+	// that differ only in their literals share it. With masking it depends on the
+	// statement's lineage too, the same for every text of one shape.
 	key := "\x01" + string(body)
+	text := sql
+	if shape != "" {
+		text = "\x02" + shape
+	}
 	if e.masking() {
-		key = sql + "\x00" + strconv.Itoa(idx) + "\x00" + string(body)
+		key = text + "\x00" + strconv.Itoa(idx) + "\x00" + string(body)
 	}
 	if p := e.plans.get(key); p != nil {
 		return p, nil
@@ -135,7 +141,7 @@ func (c *conn) planFor(ctx context.Context, sql string, idx int, body []byte) (*
 				fields[i].RelKind = cols[i].relKind
 			}
 		}
-		p.plan = e.cfg.Masker.Plan(fields, e.plans.lineageOf(ctx, e.catalog, sql, idx))
+		p.plan = e.cfg.Masker.Plan(fields, e.plans.lineageOf(ctx, e.catalog, text, sql, idx))
 		if p.plan == nil {
 			return nil, fmt.Errorf("masker returned no plan")
 		}

@@ -63,7 +63,12 @@ type pending struct {
 	kind pendKind
 	// sql is the Query text, the Parse text, or the SQL of the statement a
 	// Describe or Execute refers to.
-	sql    string
+	sql string
+	// shape is the guard's Verdict.Shape of a Query: when set, the masking
+	// plan and lineage are keyed by it instead of the text, so statements that
+	// differ only in constants share them (the guard proved their trees differ
+	// only in constant leaves, which lineage never reads).
+	shape  string
 	portal string
 	// describePortal: a Describe of a portal (its plan is kept for Execute).
 	describePortal bool
@@ -117,11 +122,12 @@ func (c *conn) blockedMessage(reason string) string {
 	return fmt.Sprintf("jitgate: blocked by policy: %s (rule %s)", reason, c.e.grant.Rule)
 }
 
-// check runs the guard and records the statement and the verdict.
-func (c *conn) check(typ record.EventType, sql, name string) (string, error) {
+// check runs the guard and records the statement and the verdict. It
+// returns the guard's refusal message ("" when allowed) and the verdict's Shape.
+func (c *conn) check(typ record.EventType, sql, name string) (string, string, error) {
 	v := c.guard.Check(sql)
 	if err := c.rec(record.Event{Type: typ, Statement: sql, Tag: name}); err != nil {
-		return "", err
+		return "", "", err
 	}
 	allowed := v.Allowed
 	reason := v.Reason
@@ -129,16 +135,16 @@ func (c *conn) check(typ record.EventType, sql, name string) (string, error) {
 		reason = "refused"
 	}
 	if err := c.rec(record.Event{Type: record.Verdict, Allowed: &allowed, Reason: v.Reason}); err != nil {
-		return "", err
+		return "", "", err
 	}
 	c.e.verdicts.note(allowed)
 	if allowed {
-		return "", nil
+		return "", v.Shape, nil
 	}
 	if c.onBlocked != nil {
 		c.onBlocked(reason)
 	}
-	return c.blockedMessage(reason), nil
+	return c.blockedMessage(reason), "", nil
 }
 
 // clientToUpstream reads client messages, judges them and relays them.
@@ -181,11 +187,11 @@ func (c *conn) fromClient(t byte, body []byte) (bool, error) {
 		if !ok {
 			return false, protocolViolation("malformed Query message")
 		}
-		blocked, err := c.check(record.Query, sql, "")
+		blocked, shape, err := c.check(record.Query, sql, "")
 		if err != nil {
 			return false, err
 		}
-		c.push(&pending{kind: pkQuery, sql: sql, blocked: blocked})
+		c.push(&pending{kind: pkQuery, sql: sql, shape: shape, blocked: blocked})
 		if blocked != "" {
 			return true, c.uw.send(&pgproto3.Query{String: poisonSQL})
 		}
@@ -197,7 +203,7 @@ func (c *conn) fromClient(t byte, body []byte) (bool, error) {
 		if err := m.Decode(body); err != nil {
 			return false, protocolViolation("malformed Parse message")
 		}
-		blocked, err := c.check(record.Parse, m.Query, m.Name)
+		blocked, _, err := c.check(record.Parse, m.Query, m.Name)
 		if err != nil {
 			return false, err
 		}
@@ -448,7 +454,7 @@ func (c *conn) fromUpstream(ctx context.Context, t byte, body []byte) error {
 		if h.kind == pkQuery {
 			idx = h.stmtIdx
 		}
-		p, err := c.planFor(ctx, h.sql, idx, body)
+		p, err := c.planFor(ctx, h.sql, h.shape, idx, body)
 		if err != nil {
 			return fatal(codeInternal, "jitgate: cannot plan masking for this result", err)
 		}
