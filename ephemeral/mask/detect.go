@@ -744,16 +744,16 @@ func b64urlRun(b []byte, i int) int {
 // "PRIVATE KEY BLOCK" for PGP) up to its END line; without an END line the rest of the
 // text is the body, so a truncated key is masked too.
 func findPEMPrivateKey(b []byte, from int) (int, int, bool) {
-	begin := []byte("-----BEGIN ")
+	const begin = "-----BEGIN "
+	const anchor = 7 // begin[anchor] == 'G', the rarest byte of it in ordinary text
 	for from+len(begin) <= len(b) {
-		// Look for the rarer 'B' and check the dashes around it.
-		k := bytes.IndexByte(b[from+5:], 'B')
+		k := bytes.IndexByte(b[from+anchor:], 'G')
 		if k < 0 {
 			return 0, 0, false
 		}
 		s := from + k
 		from = s + 1
-		if !bytes.HasPrefix(b[s:], begin) {
+		if s+len(begin) > len(b) || string(b[s:s+len(begin)]) != begin {
 			continue
 		}
 		lbl := s + len(begin)
