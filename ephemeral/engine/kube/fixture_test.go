@@ -181,6 +181,12 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // token is secret (the grant secret unless overridden).
 func (p *proxy) kubectl(t testing.TB, env []string, secret string, args ...string) kubectlResult {
 	t.Helper()
+	return p.kubectlIn(t, "", env, secret, args...)
+}
+
+// kubectlIn is kubectl with stdin.
+func (p *proxy) kubectlIn(t testing.TB, stdin string, env []string, secret string, args ...string) kubectlResult {
+	t.Helper()
 	bin, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Skip("kubectl is not on PATH; the real-kubectl tests need it")
@@ -204,6 +210,9 @@ func (p *proxy) kubectl(t testing.TB, env []string, secret string, args ...strin
 		"PATH=" + os.Getenv("PATH"), "NO_PROXY=*", "no_proxy=*"}, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	err = cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
