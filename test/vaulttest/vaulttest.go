@@ -18,6 +18,8 @@
 //	GET        <kv mount>/data/<path>[?version=N]  KV v2 read (Config.KV, PutKV); 404 {"errors":[]} when
 //	                                          unknown, 404 with data=null and the version metadata when
 //	                                          that version is deleted or destroyed (DeleteKV, DestroyKV)
+//	POST|PUT   <kubernetes mount>/creds/<role>  Kubernetes secrets engine (Config.Kubernetes):
+//	                                          service_account_token for kubernetes_namespace, with a lease
 //
 // Any response that returns a secret is wrapped when the request carries
 // X-Vault-Wrap-TTL (seconds or a Go duration). Every path but sys/health needs
@@ -88,13 +90,21 @@ type Config struct {
 	// KV seeds KV v2 mounts: mount → secret path → data, stored as version 1.
 	// A double with KV only may leave Minter and Roles empty.
 	KV map[string]map[string]map[string]any
+	// Kubernetes enables the Kubernetes secrets engine (kubernetes.go). A
+	// double with only Kubernetes (and KV) may leave Minter and Roles empty.
+	Kubernetes *KubernetesConfig
 }
 
 func (c *Config) validate() error {
 	if err := c.validateKV(); err != nil {
 		return err
 	}
-	kvOnly := c.Minter == nil && len(c.Roles) == 0 && len(c.KV) > 0
+	if c.Kubernetes != nil {
+		if err := c.Kubernetes.validate(); err != nil {
+			return err
+		}
+	}
+	kvOnly := c.Minter == nil && len(c.Roles) == 0 && (len(c.KV) > 0 || c.Kubernetes != nil)
 	if c.Minter == nil && !kvOnly {
 		return fmt.Errorf("vaulttest: Minter is required")
 	}
@@ -148,6 +158,9 @@ type Server struct {
 	wraps  map[string]wrapped         // wrapping token → response
 	calls  []Call
 	kv     map[string]map[string]*kvSecret // KV v2: mount → path → versions
+
+	kubeLeases  map[string]kubeLease // Kubernetes secrets engine: lease id → token
+	kubeRevoked map[string]bool      // tokens whose lease was revoked
 }
 
 type wrapped struct {
@@ -168,6 +181,9 @@ func Start(tb testing.TB, cfg Config) *Server {
 		leases: map[string]spec.Credential{},
 		wraps:  map[string]wrapped{},
 		kv:     map[string]map[string]*kvSecret{},
+
+		kubeLeases:  map[string]kubeLease{},
+		kubeRevoked: map[string]bool{},
 	}
 	for mount, paths := range cfg.KV {
 		for p, data := range paths {
@@ -336,6 +352,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.kvRead(w, r, mount, secretPath)
 		return
 	}
+	if k := s.cfg.Kubernetes; k != nil && strings.HasPrefix(path, k.Mount+"/creds/") {
+		role := strings.TrimPrefix(path, k.Mount+"/creds/")
+		switch {
+		case role == "" || strings.Contains(role, "/"):
+			writeErrors(w, http.StatusNotFound)
+		case !isWrite(r):
+			writeErrors(w, http.StatusMethodNotAllowed, errUnsupportedOp)
+		default:
+			s.kubeCreds(w, r, path, role)
+		}
+		return
+	}
 	switch {
 	case strings.HasPrefix(path, s.cfg.Mount+"/creds/"):
 		role := strings.TrimPrefix(path, s.cfg.Mount+"/creds/")
@@ -470,6 +498,7 @@ func (s *Server) revokePrefix(w http.ResponseWriter, r *http.Request, prefix str
 // revokeLeases revokes the matching leases through the minter. A lease whose
 // revocation fails stays registered, as in Vault.
 func (s *Server) revokeLeases(ctx context.Context, match func(string) bool) error {
+	s.revokeKubeLeases(ctx, match)
 	s.mu.Lock()
 	todo := map[string]spec.Credential{}
 	for id, c := range s.leases {
