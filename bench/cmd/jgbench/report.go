@@ -32,6 +32,7 @@ func renderReport(r *results) string {
 	renderExec(w, r)
 	renderGrants(w, r)
 	renderGoBench(w, r)
+	renderTransfer(w, r)
 	renderProfile(w, r)
 	if len(r.failures) > 0 {
 		w("## Failures in this run\n\n")
@@ -137,6 +138,7 @@ func renderTargets(w writer, r *results) {
 	} else {
 		w("| masking, card MB/s, RS256 | — | not measured (Go benchmarks did not run) |\n")
 	}
+	renderTransferTargets(w, r)
 	w("\n")
 }
 

@@ -21,6 +21,7 @@ type results struct {
 	grants     *grantResult
 	profile    *profileResult
 	gobench    *goBenchResult
+	transfer   *transferResult // scp and HTTP through the proxy (transfer.go)
 	failures   []string
 	rawDir     string
 }
@@ -121,6 +122,18 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			fail("go benchmarks", err)
 		} else if res.gobench.failed != "" {
 			fail("go benchmarks", errors.New(res.gobench.failed))
+		}
+	}
+	if cfg.goBench {
+		mach.mark("ssh and http throughput")
+		log.Info("scp and HTTP benchmarks (go test -bench)")
+		if res.transfer, err = runTransfer(ctx, cfg, raw); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fail("ssh and http throughput", err)
+		} else if res.transfer.failed != "" {
+			fail("ssh and http throughput", errors.New(res.transfer.failed))
 		}
 	}
 	mach.mark("end")
