@@ -123,6 +123,10 @@ type GrantRequest struct {
 	Access string `json:"access,omitempty"` // session mode: read (default), write, admin
 	TTL    string `json:"ttl,omitempty"`    // Go duration, e.g. "10m"
 	Reason string `json:"reason,omitempty"`
+
+	// Kube is the exec-mode operation of a kube target: one command (argv)
+	// in one pod, {"namespace","pod","container","command":[...]}.
+	Kube *broker.KubeOperation `json:"kube,omitempty"`
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identity) {
@@ -130,8 +134,8 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 	if !decode(w, r, &req) {
 		return
 	}
-	if n := btoi(req.SQL != "") + btoi(req.Command != "") + btoi(req.HTTP != "") + btoi(req.Config != ""); n > 1 {
-		writeError(w, 400, "bad_request", "give one of sql, command, http or config")
+	if n := btoi(req.SQL != "") + btoi(req.Command != "") + btoi(req.HTTP != "") + btoi(req.Config != "") + btoi(req.Kube != nil); n > 1 {
+		writeError(w, 400, "bad_request", "give one of sql, command, http, config or kube")
 		return
 	}
 	if t, ok := a.cfg.Service.Policy().Target(req.Target); ok {
@@ -148,9 +152,15 @@ func (a *api) create(w http.ResponseWriter, r *http.Request, who identity.Identi
 		case req.Config != "" && t.Protocol != spec.Config:
 			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: config is for config targets", t.Name, t.Kind))
 			return
+		case req.Kube != nil && t.Protocol != spec.Kube:
+			writeError(w, 400, "bad_request", fmt.Sprintf("target %s is a %s target: kube is for kube targets", t.Name, t.Kind))
+			return
 		}
 	}
 	in := broker.RequestInput{Target: req.Target, Operation: req.SQL + req.Command + req.HTTP + req.Config, Reason: req.Reason}
+	if req.Kube != nil {
+		in.Operation = req.Kube.String()
+	}
 	mode := req.Mode
 	if mode == "" {
 		mode = "exec"
@@ -311,8 +321,16 @@ type SessionResponse struct {
 	SSLMode  string    `json:"sslmode,omitempty"`
 	// HostKey is the session proxy's SSH host key (authorized_keys format),
 	// for the client's known_hosts.
-	HostKey string    `json:"host_key,omitempty"`
-	Expires time.Time `json:"expires_at"`
+	HostKey string `json:"host_key,omitempty"`
+	// Protocol is the target's kind (postgres, ssh, http, kube).
+	Protocol string `json:"protocol,omitempty"`
+	// Namespace is a kube target's namespace, for the client's kubeconfig.
+	Namespace string `json:"namespace,omitempty"`
+	// Certificate is a kube session proxy's TLS certificate (PEM), for the
+	// kubeconfig's certificate-authority-data; empty while the broker does
+	// not pass it on (jitgate connect then pins the certificate it sees).
+	Certificate string    `json:"certificate,omitempty"`
+	Expires     time.Time `json:"expires_at"`
 }
 
 func (a *api) session(w http.ResponseWriter, r *http.Request, who identity.Identity) {
@@ -325,6 +343,10 @@ func (a *api) session(w http.ResponseWriter, r *http.Request, who identity.Ident
 		Password: info.Password.Reveal(), Database: info.Database, HostKey: info.HostKey, Expires: info.Expires}
 	if info.Grant.Protocol == spec.Postgres {
 		resp.SSLMode = "disable"
+	}
+	resp.Protocol = info.Grant.Protocol.String()
+	if t, ok := a.cfg.Service.Policy().Target(info.Grant.Target); ok && t.Protocol == spec.Kube {
+		resp.Namespace = t.Kube.Scope.Namespace
 	}
 	writeJSON(w, 200, resp)
 }
