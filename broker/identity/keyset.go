@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 )
 
@@ -28,7 +27,7 @@ const maxMetadataBytes = 1 << 20
 var errUnreachable = errors.New("issuer unreachable")
 
 // issuer holds one trusted issuer: its configuration, its lazily discovered
-// metadata and its cached key set. It implements oidc.KeySet.
+// metadata and its cached key set.
 type issuer struct {
 	cfg      IssuerConfig
 	algs     []jose.SignatureAlgorithm
@@ -36,7 +35,6 @@ type issuer struct {
 	now      func() time.Time
 	interval time.Duration
 	log      *slog.Logger
-	verifier *oidc.IDTokenVerifier
 
 	// discoverMu serializes discovery; the fields below it are guarded by mu.
 	discoverMu sync.Mutex
@@ -145,7 +143,7 @@ func (is *issuer) get(ctx context.Context, u string) ([]byte, error) {
 	return body, nil
 }
 
-// VerifySignature implements oidc.KeySet. It parses the token with the
+// VerifySignature parses the token with the
 // issuer's algorithm allow-list and verifies it against the cached keys whose
 // kid, use, alg and key type fit; when no cached key fits it refreshes the key
 // set, at most once per refresh interval. Keys named by the token itself
