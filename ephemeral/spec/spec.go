@@ -248,6 +248,19 @@ type Guard struct {
 	HTTP []HTTPRule `json:"http,omitempty"`
 	// Kube is the Kubernetes scope of kube grants.
 	Kube KubeScope `json:"kube,omitempty"`
+	// Config is the key scope of config grants.
+	Config ConfigScope `json:"config,omitempty"`
+}
+
+// ConfigScope is what a config grant may read. Keys are "<secret path>/<field>"
+// below the target's KV prefix ("flags/db_url").
+type ConfigScope struct {
+	// Keys are the key globs the target exposes ("flags/*"); a glob matches
+	// within its last segment only. A key outside them is never shown.
+	Keys []string `json:"keys,omitempty"`
+	// Reveal are key globs whose values are shown unmasked; every other value
+	// that looks secret (detectors, its key name, high entropy) is masked.
+	Reveal []string `json:"reveal,omitempty"`
 }
 
 // KubeScope is what a Kubernetes grant may reach: pods in one namespace. Commands
