@@ -240,6 +240,7 @@ func (s *Service) Request(ctx context.Context, who identity.Identity, in Request
 	}
 	s.cfg.Metrics.Decision(g.Effect, s.cfg.Now().Sub(started))
 	s.cfg.Metrics.Transition(g.State.String(), g.Effect)
+	s.cfg.Logger.Info("grant decided", "grant", g.ID, "target", g.Target, "mode", g.Mode.String(), "effect", g.Effect, "state", g.State.String(), "rule", g.Rule)
 	s.audit(ctx, audit.Event{Type: audit.GrantRequested, GrantID: g.ID, Actor: g.Requester, Target: g.Target,
 		Statement: g.Operation, Detail: fmt.Sprintf("mode=%s access=%s reason=%q", g.Mode, g.Access, g.Reason)})
 	s.audit(ctx, audit.Event{Type: audit.GrantDecided, GrantID: g.ID, Actor: "policy", Target: g.Target, Rule: g.Rule,
@@ -442,6 +443,7 @@ func (s *Service) decide(ctx context.Context, who identity.Identity, id, reason 
 	if g.State != grant.Pending {
 		s.cfg.Metrics.Transition(g.State.String(), g.Effect)
 	}
+	s.cfg.Logger.Info("grant decision recorded", "grant", g.ID, "by", who.Key(), "approve", approve, "state", g.State.String())
 	typ := audit.GrantApproved
 	if !approve {
 		typ = audit.GrantDenied
@@ -523,6 +525,7 @@ func (s *Service) OpenSession(ctx context.Context, who identity.Identity, id str
 					detail += " metrics=" + st.Metrics
 				}
 				s.audit(ctx, audit.Event{Type: audit.SessionStarted, GrantID: g.ID, Actor: g.Requester, Target: g.Target, Detail: detail, StageMillis: stages})
+				s.cfg.Logger.Info("session started", "grant", g.ID, "proxy_addr", st.Addr, "metrics", st.Metrics)
 				s.watch(g, cred, h)
 				return &SessionInfo{Grant: g, Host: host, Port: port, User: g.ID, Password: spec.NewSecret(secret),
 					Database: gs.Target.Database, HostKey: st.HostKey, Expires: g.ExpiresAt}, nil
@@ -657,6 +660,7 @@ func (s *Service) issue(ctx context.Context, g *grant.Grant) (spec.Credential, e
 		s.cfg.Logger.Error("store lease id; only the credential's own expiry will end it if this broker dies", "grant", g.ID, "lease", cred.LeaseID, "err", err)
 	}
 	g.LeaseID = cred.LeaseID
+	s.cfg.Logger.Info("credential issued", "grant", g.ID, "lease", cred.LeaseID)
 	s.audit(ctx, audit.Event{Type: audit.CredentialIssued, GrantID: g.ID, Target: g.Target, LeaseID: cred.LeaseID, Actor: "broker"})
 	return cred, nil
 }
@@ -680,6 +684,7 @@ func (s *Service) revoke(ctx context.Context, g *grant.Grant, cred spec.Credenti
 			Detail: fmt.Sprintf("%v; expires at %s", err, cred.Expires.UTC().Format(time.RFC3339))})
 		return
 	}
+	s.cfg.Logger.Info("credential revoked", "grant", g.ID, "lease", cred.LeaseID)
 	s.audit(ctx, audit.Event{Type: audit.CredentialRevoked, GrantID: g.ID, Target: g.Target, LeaseID: cred.LeaseID, Actor: "broker"})
 }
 
@@ -780,6 +785,7 @@ func (s *Service) finish(ctx context.Context, g *grant.Grant, recPath string, ru
 		ng = g
 	} else if moved {
 		s.cfg.Metrics.Transition(ng.State.String(), ng.Effect)
+		s.cfg.Logger.Info("grant finished", "grant", g.ID, "state", ng.State.String(), "recording", recPath)
 	}
 	if recPath != "" {
 		s.audit(ctx, audit.Event{Type: audit.RecordingStored, GrantID: g.ID, Target: g.Target, Actor: "broker", Detail: recPath})
@@ -808,6 +814,7 @@ func (s *Service) fail(ctx context.Context, g *grant.Grant, cause error, recPath
 	}); err == nil && moved {
 		s.cfg.Metrics.Transition(grant.Failed.String(), g.Effect)
 	}
+	s.cfg.Logger.Warn("grant failed", "grant", g.ID, "err", cause)
 	s.audit(ctx, audit.Event{Type: audit.GrantFailed, GrantID: g.ID, Target: g.Target, Actor: "broker", Detail: cause.Error()})
 }
 

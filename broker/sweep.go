@@ -80,6 +80,7 @@ func (s *Service) expire(ctx context.Context, g *grant.Grant, now time.Time, why
 		return false
 	}
 	s.cfg.Metrics.Transition(grant.Expired.String(), g.Effect)
+	s.cfg.Logger.Info("grant expired", "grant", g.ID, "why", why)
 	s.audit(ctx, audit.Event{Type: audit.GrantExpired, GrantID: g.ID, Target: g.Target, Actor: "sweeper", Detail: why})
 	return true
 }

@@ -75,7 +75,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	iss.SetURL(base + "/dev/oidc")
 	st, err := buildStack(stackConfig{
 		PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log, DevLoopback: true, ApproveURL: base + "/ui",
-		ProxyMetrics: cmd.String("metrics-listen") != "",
+		ProxyMetrics: cmd.String("metrics-listen") != "", ProxyLogLevel: cmd.String("log-level"),
 		ExtraIssuers: []identity.IssuerConfig{{Name: "dev", Issuer: iss.URL(), Audience: devAudience, GroupsClaim: "groups", DevOnly: true}},
 	})
 	if err != nil {
@@ -167,7 +167,7 @@ func brokerCommand() *cli.Command {
 					return err
 				}
 				st, err := buildStack(stackConfig{PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log,
-					ProxyMetrics: cmd.String("metrics-listen") != ""})
+					ProxyMetrics: cmd.String("metrics-listen") != "", ProxyLogLevel: cmd.String("log-level")})
 				if err != nil {
 					return err
 				}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -32,6 +33,7 @@ func proxyCommand() *cli.Command {
 			&cli.StringFlag{Name: "signing-key", Usage: "Ed25519 key file that signs the recording (PKCS#8 PEM, mode 0600)"},
 			&cli.StringFlag{Name: "sink", Usage: "directory the finished recording is stored in (the spec's record dir is the spool)"},
 			&cli.DurationFlag{Name: "upload-timeout", Value: 30 * time.Second, Usage: "how long to retry the upload before leaving the recording spooled"},
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn, error (the broker passes its own)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			raw, err := io.ReadAll(io.LimitReader(os.Stdin, 8<<20))
@@ -42,7 +44,13 @@ func proxyCommand() *cli.Command {
 			if err := json.Unmarshal(raw, &g); err != nil {
 				return cli.Exit("decode spec: "+err.Error(), exitUsage)
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("proxy", g.ID)
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
+				return refuse(g.ID, fmt.Errorf("--log-level: %w", err))
+			}
+			// Every line names the grant: the broker interleaves all its
+			// proxies' stderr with its own.
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("proxy", g.ID)
 			session.Version = buildVersion()
 			cfg := session.Config{Grant: &g, Engines: engines.Table(), Status: os.Stdout, Logger: log,
 				Upload: record.Uploader{Timeout: cmd.Duration("upload-timeout")}}

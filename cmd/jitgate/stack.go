@@ -52,6 +52,8 @@ type stackConfig struct {
 	ApproveURL string
 	// ProxyMetrics has session proxies serve metrics on loopback ports.
 	ProxyMetrics bool
+	// ProxyLogLevel is the proxies' --log-level; default warn.
+	ProxyLogLevel string
 }
 
 type stack struct {
@@ -122,7 +124,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	}
 	st.closers = append(st.closers, alog.Close)
 	launcher, err := launchlocal.New(launchlocal.Config{Logger: cfg.Logger,
-		Args: []string{"__proxy", "--signing-key", keyPath, "--sink", recDir}})
+		Args: []string{"__proxy", "--signing-key", keyPath, "--sink", recDir, "--log-level", firstNonEmpty(cfg.ProxyLogLevel, "warn")}})
 	if err != nil {
 		return fail(err)
 	}

@@ -149,6 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 		runErr = st.fail(g.ID, spec.CodeRecording, fmt.Errorf("session: close recording: %w", err))
 	}
 	recPath = upload(parent, cfg, recPath, log)
+	log.Info("proxy exiting", "recording", recPath, "err", runErr)
 	st.send(spec.Status{Type: spec.StatusExit, GrantID: g.ID, Recording: recPath})
 	return runErr
 }
@@ -211,6 +212,7 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 		ready.HostKey = hk.HostKeyLine()
 	}
 	st.send(ready)
+	log.Info("proxy ready", "addr", ready.Addr, "metrics", ready.Metrics)
 	go func() {
 		<-ctx.Done()
 		ln.Close()
