@@ -1,0 +1,78 @@
+// Package kube is the Kubernetes API engine of the ephemeral proxy
+// (engine → guard → mask → record): it faces one agent's kubectl as an
+// HTTPS API server for one grant, and forwards only what the grant covers to
+// the real API server with the grant's own credential.
+//
+//	eng, err := kube.New(kube.Config{Grant: g, Guard: shellGuard, Masker: m, Recorder: rec, Logger: log})
+//	pem := eng.CertificatePEM()                // the kubeconfig's certificate-authority-data
+//	go eng.Serve(ctx, conn)                    // session mode: ctx ends at the grant deadline
+//	res, err := eng.Exec(ctx, g.Operation)     // exec mode: {"namespace","pod","container","command":[...]}
+//
+// # Facing the agent
+//
+// TLS with a per-grant self-signed ECDSA P-256 certificate (127.0.0.1, ::1,
+// localhost; valid until the deadline) generated in memory by New, HTTP/1.1
+// only (exec upgrades). Every request must carry Authorization: Bearer
+// <grant secret> (compared in constant time); anything else is 401 with a
+// Kubernetes Status body. Refusals are 403 Status objects whose message is
+// "jitgate: <reason>", which kubectl prints as "Error from server
+// (Forbidden): jitgate: ...".
+//
+// # What is allowed (Classify)
+//
+//   - discovery: GET /version, /api, /api/v1, /apis, /apis/G, /apis/G/V,
+//     /openapi/v2, /openapi/v3[/...];
+//   - GET of a pod in Guard.Kube.Namespace whose name matches Kube.Pods;
+//     GET of the namespace's pod list only when Kube.Pods is empty (a list
+//     would show pods outside the globs);
+//   - pods/exec (GET with a WebSocket upgrade, POST with SPDY) when
+//     Kube.Exec is set, the pod and container match their globs (a grant with
+//     container globs requires container=), and the argv passes: tar (kubectl
+//     cp) unless Kube.CopyFiles, then the shell guard on the argv quoted as one
+//     simple command (sh -c strings recursed, wrappers such as env looked
+//     through). A lone shell with tty and stdin is allowed, unfiltered but
+//     recorded, only when Guard.Commands.Interactive.
+//
+// Everything else is refused: other namespaces and -A, other resources
+// (secrets, ...), writes, watch, attach, port-forward (not supported even
+// when granted), pods/proxy, services/proxy, nodes/proxy, ephemeral
+// containers, logs, Impersonate-* headers, dryRun, unknown or repeated query
+// parameters (command= excepted: it is argv). Paths are taken as written:
+// percent-encoding, backslashes, semicolons, control bytes, empty, "." and
+// ".." segments are refused rather than decoded, and the request sent
+// upstream is rebuilt from the checked parts, never the agent's raw path or
+// query.
+//
+// # Facing the API server
+//
+// HTTPS to Target.Address verified against Target.CA (system roots when
+// empty; never skipped) and Target.ServerName, with Credential.Token as the
+// bearer token; the environment's proxy settings are ignored. Only a few
+// request headers are forwarded (never Authorization or Impersonate-*);
+// Accept is reduced to its JSON types so responses can be masked. Pod
+// objects stream back through the masker.
+//
+// # Exec streams
+//
+// The proxy terminates the agent's stream — WebSocket v5.channel.k8s.io
+// (kubectl's default, with the stdin close signal) or v4.channel.k8s.io
+// through apimachinery's wsstream, or SPDY/3.1 through k8s.io/cri-streaming's
+// server side — and opens its own SPDY stream upstream with client-go's
+// remotecommand executor. Stdin goes up, stdout and stderr come down through
+// mask.Stream (the carry-over window used by the SSH engine), terminal resizes
+// go up, and the exit status comes back as a v1 Status on the error channel.
+//
+// # Recording
+//
+// Every request is a "query" event (Tag "kube <kind>", Statement the method
+// and target) and a "verdict"; forwarded reads end with a "result" (Tag
+// "status N"). Each exec stream is also an asciicast v2 file next to the
+// recording (masked output, input as sent), named in a "notice" event, with
+// the agent's transport in another notice and the exit status as a "result"
+// (Tag "exit N").
+//
+// # Deadline
+//
+// When ctx ends, the agent's connection — its exec streams included — and
+// the upstream streams are closed.
+package kube
