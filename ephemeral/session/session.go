@@ -207,6 +207,12 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 		return st.fail(g.ID, spec.CodeBadSpec, err)
 	}
 	defer pm.stop()
+	stopProfile, err := startProfile(g.Profile)
+	if err != nil {
+		ln.Close()
+		return st.fail(g.ID, spec.CodeBadSpec, err)
+	}
+	defer stopProfile(log)
 	ready := spec.Status{Type: spec.StatusReady, GrantID: g.ID, Addr: ln.Addr().String(), Metrics: pm.addr()}
 	if hk, ok := eng.(interface{ HostKeyLine() string }); ok {
 		ready.HostKey = hk.HostKeyLine()

@@ -350,6 +350,11 @@ type Grant struct {
 	// ready status. Empty: no metrics listener. A non-loopback address is
 	// refused.
 	Metrics string `json:"metrics,omitempty"`
+	// Profile, when set, is a file the proxy creates (it must not exist) and
+	// writes a Go CPU profile of the whole session to, for benchmarks. Empty:
+	// no profile (the default). Only the operator's broker sets it, never a
+	// request.
+	Profile string `json:"profile,omitempty"`
 }
 
 // Validate checks that a grant is complete enough to serve.
