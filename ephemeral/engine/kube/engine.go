@@ -55,6 +55,11 @@ type Config struct {
 	FlushDelay time.Duration
 	// MaxExecOutput caps each of stdout and stderr kept by Exec. Default 1 MiB.
 	MaxExecOutput int
+	// MaxRecordedOutput caps the output bytes of each exec stream (stdout,
+	// stderr) written to its asciicast, as the SSH engine caps recorded
+	// output; the full byte count is recorded. Everything is still masked and
+	// sent. Default 1 MiB; negative records everything.
+	MaxRecordedOutput int
 }
 
 // Engine serves one grant's Kubernetes API requests. Safe for concurrent use.
@@ -119,6 +124,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.FlushDelay <= 0 {
 		cfg.FlushDelay = 20 * time.Millisecond
+	}
+	if cfg.MaxRecordedOutput == 0 {
+		cfg.MaxRecordedOutput = 1 << 20
 	}
 	if cfg.MaxExecOutput <= 0 {
 		cfg.MaxExecOutput = 1 << 20

@@ -109,24 +109,28 @@ func (x *execution) run(in io.Reader, out, errw io.Writer, tty bool, resize <-ch
 		opts.Stdin = io.TeeReader(in, castInput{x.cast})
 	}
 	var sinks []*mask.Stream
+	var dones []func()
 	if out != nil {
-		s := mask.NewStream(e.cfg.Masker, e.cfg.FlushDelay, x.emit(out))
-		sinks = append(sinks, s)
+		emit, done := x.emit("stdout", out)
+		s := mask.NewStream(e.cfg.Masker, e.cfg.FlushDelay, emit)
+		sinks, dones = append(sinks, s), append(dones, done)
 		opts.Stdout = s
 	}
 	if errw != nil && !tty {
-		s := mask.NewStream(e.cfg.Masker, e.cfg.FlushDelay, x.emit(errw))
-		sinks = append(sinks, s)
+		emit, done := x.emit("stderr", errw)
+		s := mask.NewStream(e.cfg.Masker, e.cfg.FlushDelay, emit)
+		sinks, dones = append(sinks, s), append(dones, done)
 		opts.Stderr = s
 	}
 	if tty && resize != nil {
 		opts.TerminalSizeQueue = &sizeQueue{ctx: ctx, c: resize, cast: x.cast}
 	}
 	serr := ex.StreamWithContext(ctx, opts)
-	for _, s := range sinks {
+	for i, s := range sinks {
 		if cerr := s.Close(); cerr != nil && serr == nil {
 			serr = cerr
 		}
+		dones[i]()
 	}
 	status, tag := 0, "exit 0"
 	var ee utilexec.ExitError
@@ -148,14 +152,33 @@ func (x *execution) run(in io.Reader, out, errw io.Writer, tty bool, resize <-ch
 	return nil
 }
 
-// emit sends masked output to the agent and the asciicast.
-func (x *execution) emit(w io.Writer) func([]byte) error {
-	return func(b []byte) error {
+// emit sends masked output to the agent and the asciicast, which keeps the
+// first Config.MaxRecordedOutput bytes of each stream.
+func (x *execution) emit(name string, w io.Writer) (func([]byte) error, func()) {
+	limit := int64(x.e.cfg.MaxRecordedOutput)
+	var total, recorded int64
+	emit := func(b []byte) error {
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
+		total += int64(len(b))
+		if limit >= 0 && recorded >= limit {
+			return nil
+		}
+		if limit >= 0 && recorded+int64(len(b)) > limit {
+			b = b[:limit-recorded]
+		}
+		recorded += int64(len(b))
 		return x.cast.Output(b)
 	}
+	done := func() {
+		if total > recorded {
+			msg := fmt.Sprintf("%d bytes of %s sent, the first %d recorded", total, name, recorded)
+			_ = x.cast.Mark(msg)
+			_ = x.e.rec(record.Event{Type: record.Notice, Conn: x.conn, Tag: name, Error: msg})
+		}
+	}
+	return emit, done
 }
 
 type castInput struct{ w *asciicast.Writer }
