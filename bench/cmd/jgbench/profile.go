@@ -28,6 +28,7 @@ type profileResult struct {
 var profileParts = []struct{ label, sym string }{
 	{"guard verdicts", "ephemeral/guard.(*Session).Check"},
 	{"pg_query parsing (guard and masking lineage together)", "pg_query_go/v6.Parse"},
+	{"pg_query normalizing (the guard's shape key)", "pg_query_go/v6.Normalize"},
 	{"masking lineage (plan per statement)", "ephemeral/engine/postgres.(*conn).planFor"},
 	{"recording", "ephemeral/record.(*Recorder).Write"},
 	{"socket writes (flush)", "ephemeral/engine/postgres.(*msgWriter).flush"},

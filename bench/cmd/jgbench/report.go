@@ -378,13 +378,22 @@ func renderGoBench(w writer, r *results) {
 		w("| %s | %s | %s | %s |\n", n, num(v, ok), num(1e9/v, ok), ratioOK(unc, v, uncOK && ok))
 	}
 	w("\n(vs uncached = how many times faster than an uncached Check; ParseOnly is pg_query's parse alone.)\n")
+	dunc, duncOK := metric("ephemeral/guard", "DistinctLiteralsUncached", "ns/op")
+	if dsh, ok := metric("ephemeral/guard", "DistinctLiteralsShape", "ns/op"); ok && duncOK {
+		w("\npgbench -S statements, each with its own literal (a distinct text every time):\n\n")
+		w("| benchmark | ns/op | verdicts/s | vs uncached |\n|---|---:|---:|---:|\n")
+		w("| DistinctLiteralsUncached (parse + classify each) | %s | %s | 1.00× |\n", num(dunc, true), num(1e9/dunc, true))
+		w("| DistinctLiteralsShape (Normalize, verdict by shape) | %s | %s | %s |\n", num(dsh, true), num(1e9/dsh, true), ratioOK(dunc, dsh, true))
+	}
 
-	w("\n### Token verification\n\n| alg | verifier µs/op | bare go-jose µs/op | verifier / go-jose |\n|---|---:|---:|---:|\n")
+	w("\n### Token verification\n\n| alg | verifier µs/op | bare go-jose µs/op | bare crypto µs/op | verifier / go-jose | verifier / crypto |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, alg := range []string{"RS256", "ES256"} {
 		v, ok1 := metric("broker/identity", "Verify"+alg+"/verifier", "ns/op")
 		b, ok2 := metric("broker/identity", "Verify"+alg+"/go-jose-baseline", "ns/op")
-		w("| %s | %s | %s | %s |\n", alg, num(v/1000, ok1), num(b/1000, ok2), ratioOK(v, b, ok1 && ok2))
+		c, ok3 := metric("broker/identity", "Verify"+alg+"/crypto-baseline", "ns/op")
+		w("| %s | %s | %s | %s | %s | %s |\n", alg, num(v/1000, ok1), num(b/1000, ok2), num(c/1000, ok3), ratioOK(v, b, ok1 && ok2), ratioOK(v, c, ok1 && ok3))
 	}
+	w("\n(bare crypto = SHA-256 of the signing input and crypto/rsa.VerifyPKCS1v15 or crypto/ecdsa.Verify alone: the floor.)\n")
 
 	w("\n### PostgreSQL engine: sequential pgbench -S statements (pgx, one connection)\n\n")
 	w("| path | text | µs/op | direct / path (throughput share) |\n|---|---|---:|---:|\n")
