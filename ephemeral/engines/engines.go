@@ -1,5 +1,5 @@
 // Package engines is the closed set of protocol engines an ephemeral proxy
-// serves, as one table of session factories: postgres, ssh and http. Both
+// serves, as one table of session factories: postgres, ssh, http and config. Both
 // entry points that run a proxy (cmd/jitgate's hidden __proxy command and the
 // functions/runner Lambda/ECS task) take their table from here, so a grant is
 // guarded, masked and recorded the same way wherever it runs.
@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/crypto/ssh"
 
+	configengine "github.com/jitgate/jitgate/ephemeral/engine/config"
 	httpengine "github.com/jitgate/jitgate/ephemeral/engine/http"
 	kubeengine "github.com/jitgate/jitgate/ephemeral/engine/kube"
 	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
@@ -35,6 +36,7 @@ func Table() map[spec.Protocol]session.Factory {
 		spec.Postgres: newPostgresEngine,
 		spec.SSH:      newSSHEngine,
 		spec.HTTP:     newHTTPEngine,
+		spec.Config:   newConfigEngine,
 		spec.Kube:     newKubeEngine,
 	}
 }
@@ -168,4 +170,18 @@ func newKubeEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (sessi
 		return nil, err
 	}
 	return kubeengine.New(kubeengine.Config{Grant: g, Guard: sg, Masker: mk, Recorder: rec, Logger: log})
+}
+
+// newConfigEngine reads configuration keys (exec only), masking values with
+// the target's detectors and the engine's own secret heuristics.
+func newConfigEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (session.Engine, error) {
+	style, err := mask.ParseStyle(g.Mask.Style)
+	if err != nil {
+		return nil, err
+	}
+	mk, err := mask.New(mask.Config{Detectors: g.Mask.Detectors, Style: style, TokenKey: []byte(g.Mask.TokenKey)})
+	if err != nil {
+		return nil, err
+	}
+	return configengine.New(configengine.Config{Grant: g, Masker: mk, Recorder: rec, Logger: log})
 }
