@@ -32,7 +32,7 @@ package replayui
 
 import (
 	"bytes"
-	"crypto/ed25519"
+	"crypto"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
@@ -68,7 +68,8 @@ type Config struct {
 	Authorize func(r *http.Request, grantID string) error
 	// PublicKey verifies the recordings' signatures. Without it the page says
 	// the signature was not checked (hashes and chain still are).
-	PublicKey ed25519.PublicKey
+	// Ed25519 and ECDSA P-256 keys are accepted (record.VerifyOptions).
+	PublicKey crypto.PublicKey
 	// MaxEvents caps the events rendered (default DefaultMaxEvents); the
 	// verification still covers the whole recording.
 	MaxEvents int
@@ -105,9 +106,11 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Authorize == nil {
 		return nil, errors.New("replayui: no Authorize function (every recording would be public)")
 	}
-	if cfg.PublicKey != nil && len(cfg.PublicKey) != ed25519.PublicKeySize {
-		return nil, errors.New("replayui: public key is not an Ed25519 key")
+	pub, err := record.NormalizePublicKey(cfg.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("replayui: %w", err)
 	}
+	cfg.PublicKey = pub
 	if cfg.MaxEvents <= 0 {
 		cfg.MaxEvents = DefaultMaxEvents
 	}

@@ -2,6 +2,7 @@ package replayui_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -23,7 +24,7 @@ type signer struct{ priv ed25519.PrivateKey }
 func (s signer) Sign(_ context.Context, msg []byte) ([]byte, error) {
 	return ed25519.Sign(s.priv, msg), nil
 }
-func (s signer) PublicKey() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
+func (s signer) PublicKey() crypto.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
 
 const (
 	xss     = `<script>alert("owned")</script>`
@@ -72,7 +73,7 @@ func newFixture(t *testing.T, id string) *fixture {
 	return f
 }
 
-func (f *fixture) handler(t *testing.T, pub ed25519.PublicKey, auth func(*http.Request, string) error) http.Handler {
+func (f *fixture) handler(t *testing.T, pub crypto.PublicKey, auth func(*http.Request, string) error) http.Handler {
 	t.Helper()
 	if auth == nil {
 		auth = func(*http.Request, string) error { return nil }
@@ -192,7 +193,7 @@ func TestVerificationStates(t *testing.T) {
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	cases := []struct {
 		id    string
-		key   ed25519.PublicKey
+		key   crypto.PublicKey
 		class string
 		text  string
 	}{

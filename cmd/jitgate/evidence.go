@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
+	"crypto"
 	"errors"
 	"fmt"
 	"os"
@@ -125,18 +125,18 @@ func recordingPath(dataDir, arg string) string {
 }
 
 func publicKeyFlag() cli.Flag {
-	return &cli.StringFlag{Name: "public-key", Usage: "Ed25519 public key (PEM) the recording must be signed with (default DATA_DIR/" + sign.PublicKeyFileName + ")"}
+	return &cli.StringFlag{Name: "public-key", Usage: "public key (PEM: Ed25519, or ECDSA P-256 from AWS KMS) the recording must be signed with (default DATA_DIR/" + sign.PublicKeyFileName + ")"}
 }
 
 // publicKey reads --public-key, or the data directory's key; required reports
 // whether a missing default key is an error.
-func publicKey(cmd *cli.Command, required bool) (ed25519.PublicKey, error) {
+func publicKey(cmd *cli.Command, required bool) (crypto.PublicKey, error) {
 	p := cmd.String("public-key")
 	explicit := p != ""
 	if !explicit {
 		p = filepath.Join(cmd.String("data-dir"), sign.PublicKeyFileName)
 	}
-	pub, err := sign.ReadPublicKey(p)
+	pub, err := sign.ReadVerifyKey(p)
 	if err != nil && (explicit || required) {
 		return nil, usageErr("%v (pass --public-key)", err)
 	}
@@ -165,7 +165,9 @@ func replayCommand() *cli.Command {
 			if pub == nil {
 				// A recording given by path inside a data dir (DATA_DIR/recordings/x.jgr):
 				// that data dir's key. `recording verify` never guesses like this.
-				pub, _ = sign.ReadPublicKey(filepath.Join(filepath.Dir(filepath.Dir(p)), sign.PublicKeyFileName))
+				if k, err := sign.ReadVerifyKey(filepath.Join(filepath.Dir(filepath.Dir(p)), sign.PublicKeyFileName)); err == nil {
+					pub = k
+				}
 			}
 			var evs []record.Event
 			rep, verr := record.VerifyFile(p, record.VerifyOptions{PublicKey: pub, OnEvent: func(ev record.Event) error {

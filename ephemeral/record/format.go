@@ -3,8 +3,12 @@ package record
 import (
 	"bufio"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -13,26 +17,83 @@ import (
 	"time"
 )
 
-// Signer signs the seals of a recording with Ed25519. Implementations: a key
-// file (ephemeral/record/sign); AWS KMS or Vault transit keys of type ed25519
-// behind the same two methods. Sign is called once per sealed chunk (by default
-// at most about once a second, more often under a flood: size ChunkBytes for a
-// remote signer's rate limit).
+// Signer signs the seals of a recording. Implementations: a key file
+// (ephemeral/record/sign, Ed25519); AWS KMS (ephemeral/record/sign/kmssign:
+// Ed25519 keys where the region has them, ECDSA P-256 keys elsewhere) or Vault
+// transit (Ed25519) behind the same two methods. Sign is called once per
+// sealed chunk (by default at most about once a second, more often under a
+// flood: size ChunkBytes for a remote signer's rate limit).
+//
+// Two key types are accepted, and Verify accepts both:
+//   - ed25519.PublicKey: Sign returns the 64-byte pure Ed25519 signature of msg.
+//   - *ecdsa.PublicKey on P-256: Sign returns the ASN.1 DER ECDSA signature of
+//     SHA-256(msg) (KMS ECDSA_SHA_256 with MessageType RAW).
 type Signer interface {
-	// Sign returns the 64-byte Ed25519 signature of msg.
 	Sign(ctx context.Context, msg []byte) ([]byte, error)
 	// PublicKey is the key the signatures verify under.
-	PublicKey() ed25519.PublicKey
+	PublicKey() crypto.PublicKey
 }
 
 // SealDomain prefixes the seal body in every signed message, so a recording
 // signature can never be taken for a signature over anything else.
 const SealDomain = "jitgate-recording/v2 seal\n"
 
-// KeyID names a public key: "ed25519:" and the first 16 bytes of its SHA-256, hex.
-func KeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return "ed25519:" + hex.EncodeToString(sum[:16])
+// KeyID names a public key: "ed25519:" and the first 16 bytes of the key's
+// SHA-256, hex; for an ECDSA P-256 key "ecdsa-p256:" and the first 16 bytes
+// of the SHA-256 of its PKIX DER encoding. Any other key has no id ("").
+func KeyID(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return ""
+		}
+		sum := sha256.Sum256(k)
+		return "ed25519:" + hex.EncodeToString(sum[:16])
+	case *ecdsa.PublicKey:
+		if k == nil || k.Curve != elliptic.P256() {
+			return ""
+		}
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			return ""
+		}
+		sum := sha256.Sum256(der)
+		return "ecdsa-p256:" + hex.EncodeToString(sum[:16])
+	}
+	return ""
+}
+
+// verifyKey returns pub, nil for "no key" (a nil interface, an empty
+// Ed25519 key, a nil ECDSA key), or an error for a key type Verify cannot use.
+func NormalizePublicKey(pub crypto.PublicKey) (crypto.PublicKey, error) {
+	switch k := pub.(type) {
+	case nil:
+		return nil, nil
+	case ed25519.PublicKey:
+		if len(k) == 0 {
+			return nil, nil
+		}
+	case *ecdsa.PublicKey:
+		if k == nil {
+			return nil, nil
+		}
+	}
+	if KeyID(pub) == "" {
+		return nil, fmt.Errorf("record: %T is not an Ed25519 or ECDSA P-256 public key", pub)
+	}
+	return pub, nil
+}
+
+// verifySig checks sig over msg under pub (a key verifyKey accepted).
+func verifySig(pub crypto.PublicKey, msg, sig []byte) bool {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return len(sig) == ed25519.SignatureSize && ed25519.Verify(k, msg, sig)
+	case *ecdsa.PublicKey:
+		sum := sha256.Sum256(msg)
+		return len(sig) <= 72 && ecdsa.VerifyASN1(k, sum[:], sig)
+	}
+	return false
 }
 
 const magic = Format + "\n"

@@ -2,6 +2,7 @@ package record_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
@@ -39,7 +40,7 @@ func (s *edSigner) Sign(_ context.Context, msg []byte) ([]byte, error) {
 	return ed25519.Sign(s.priv, msg), nil
 }
 
-func (s *edSigner) PublicKey() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
+func (s *edSigner) PublicKey() crypto.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
 
 // clock is a fake clock that moves only when told.
 type clock struct {

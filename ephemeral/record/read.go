@@ -3,7 +3,7 @@ package record
 import (
 	"bufio"
 	"bytes"
-	"crypto/ed25519"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,7 +21,9 @@ type VerifyOptions struct {
 	// PublicKey is the key every seal must be signed with. Nil skips signature
 	// checks (Report.Signed stays false): that proves integrity against
 	// accidents, not against someone who can rewrite the whole file.
-	PublicKey ed25519.PublicKey
+	// Ed25519 (ed25519.PublicKey) and ECDSA P-256 (*ecdsa.PublicKey) keys
+	// are accepted.
+	PublicKey crypto.PublicKey
 	// OnEvent, when set, receives every event of every intact chunk, in order.
 	OnEvent func(Event) error
 }
@@ -158,11 +160,12 @@ func decode(r io.Reader, opts VerifyOptions, strict bool) (Report, error) {
 	}
 	rep.KeyID = h.KeyID
 	wantKey := ""
-	if opts.PublicKey != nil {
-		if len(opts.PublicKey) != ed25519.PublicKeySize {
-			return rep, errors.New("record: verify: public key is not an Ed25519 key")
-		}
-		wantKey = KeyID(opts.PublicKey)
+	pub, err := NormalizePublicKey(opts.PublicKey)
+	if err != nil {
+		return rep, fmt.Errorf("record: verify: %w", err)
+	}
+	if pub != nil {
+		wantKey = KeyID(pub)
 		if h.KeyID != wantKey {
 			if h.KeyID == "" {
 				return rep, &VerifyError{Chunk: -1, Reason: "the recording is unsigned"}
@@ -178,7 +181,7 @@ func decode(r io.Reader, opts VerifyOptions, strict bool) (Report, error) {
 
 	chain := headerHash(hb)
 	var raw []byte
-	signedAll := opts.PublicKey != nil
+	signedAll := pub != nil
 	sawTruncated := false
 	for i := 0; ; i++ {
 		bad := func(format string, a ...any) (Report, error) {
@@ -234,11 +237,11 @@ func decode(r io.Reader, opts VerifyOptions, strict bool) (Report, error) {
 		}
 		// The signature first: once it holds, the seal's own claims are the
 		// signer's, and any mismatch below is in the data around it.
-		if opts.PublicKey != nil {
+		if pub != nil {
 			switch {
 			case len(sf.Sig) == 0:
 				return bad("unsigned seal")
-			case !ed25519.Verify(opts.PublicKey, sealMessage(sf.Seal), sf.Sig):
+			case !verifySig(pub, sealMessage(sf.Seal), sf.Sig):
 				return bad("bad signature on the seal (the seal was altered)")
 			case body.Key != wantKey:
 				return bad("seal names key %q, not %q", body.Key, wantKey)

@@ -197,11 +197,10 @@ func Create(ctx context.Context, cfg Config) (*Recorder, error) {
 	h := cfg.Header
 	h.Format, h.Compression, h.MaxBytes = Format, "zstd", cfg.MaxBytes
 	if cfg.Signer != nil {
-		pub := cfg.Signer.PublicKey()
-		if len(pub) != ed25519.PublicKeySize {
-			return fail(errors.New("record: open: signer has no Ed25519 public key"))
+		h.KeyID = KeyID(cfg.Signer.PublicKey())
+		if h.KeyID == "" {
+			return fail(errors.New("record: open: the signer's key is neither Ed25519 nor ECDSA P-256"))
 		}
-		h.KeyID = KeyID(pub)
 	}
 	if h.Started.IsZero() {
 		h.Started = r.now()
@@ -473,10 +472,10 @@ func (r *Recorder) seal(ctx context.Context, c *chunk) error {
 		if err != nil {
 			return fmt.Errorf("record: sign chunk %d: %w", r.next, err)
 		}
-		if len(sig) != ed25519.SignatureSize {
+		if _, ed := s.PublicKey().(ed25519.PublicKey); ed && len(sig) != ed25519.SignatureSize {
 			return fmt.Errorf("record: sign chunk %d: signature of %d bytes", r.next, len(sig))
 		}
-		if r.next == 0 && !ed25519.Verify(s.PublicKey(), msg, sig) {
+		if r.next == 0 && !verifySig(s.PublicKey(), msg, sig) {
 			return errors.New("record: sign chunk 0: the signer's signature does not verify under its public key")
 		}
 		sf.Sig = sig

@@ -3,7 +3,7 @@ package record_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
+	"crypto"
 	"errors"
 	"os"
 	"path/filepath"
@@ -154,7 +154,7 @@ func TestVerifyKeys(t *testing.T) {
 	cases := []struct {
 		name   string
 		path   string
-		key    []byte
+		key    crypto.PublicKey
 		ok     bool
 		signed bool
 		want   string
@@ -381,7 +381,7 @@ func TestSignerFailures(t *testing.T) {
 type mismatched struct{ a, b *edSigner }
 
 func (m *mismatched) Sign(ctx context.Context, msg []byte) ([]byte, error) { return m.a.Sign(ctx, msg) }
-func (m *mismatched) PublicKey() ed25519.PublicKey                         { return m.b.PublicKey() }
+func (m *mismatched) PublicKey() crypto.PublicKey                          { return m.b.PublicKey() }
 
 func TestV1StillReads(t *testing.T) {
 	t.Parallel()

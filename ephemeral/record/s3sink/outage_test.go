@@ -2,6 +2,7 @@ package s3sink_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"io"
@@ -98,7 +99,7 @@ type edKey struct{ priv ed25519.PrivateKey }
 func (k edKey) Sign(_ context.Context, msg []byte) ([]byte, error) {
 	return ed25519.Sign(k.priv, msg), nil
 }
-func (k edKey) PublicKey() ed25519.PublicKey { return k.priv.Public().(ed25519.PublicKey) }
+func (k edKey) PublicKey() crypto.PublicKey { return k.priv.Public().(ed25519.PublicKey) }
 
 // spoolRecording writes a signed recording of grant id with one terminal
 // cast into a fresh spool directory.

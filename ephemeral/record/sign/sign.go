@@ -27,7 +27,10 @@ package sign
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -56,8 +59,11 @@ func (k *KeyFile) Sign(_ context.Context, msg []byte) ([]byte, error) {
 	return ed25519.Sign(k.priv, msg), nil
 }
 
-// PublicKey is the key the signatures verify under.
-func (k *KeyFile) PublicKey() ed25519.PublicKey { return k.pub }
+// PublicKey is the key the signatures verify under (an ed25519.PublicKey).
+func (k *KeyFile) PublicKey() crypto.PublicKey { return k.pub }
+
+// Ed25519PublicKey is PublicKey with its type.
+func (k *KeyFile) Ed25519PublicKey() ed25519.PublicKey { return k.pub }
 
 // String never shows the private key.
 func (k *KeyFile) String() string { return "sign.KeyFile(" + fmt.Sprintf("%x", k.pub[:8]) + "…)" }
@@ -218,4 +224,52 @@ func ParsePublicKey(pemBytes []byte) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("sign: read public key: %T is not an Ed25519 key", k)
 	}
 	return pub, nil
+}
+
+// ParseVerifyKey parses a PKIX PEM public key a recording can be verified
+// with: Ed25519 (ed25519.PublicKey) or ECDSA P-256 (*ecdsa.PublicKey, the
+// AWS KMS key type where KMS has no Ed25519; kms:GetPublicKey's DER, PEM
+// encoded, is such a file).
+func ParseVerifyKey(pemBytes []byte) (crypto.PublicKey, error) {
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		return nil, errors.New("sign: read public key: not a PEM PUBLIC KEY")
+	}
+	return ParseVerifyKeyDER(blk.Bytes)
+}
+
+// ParseVerifyKeyDER is ParseVerifyKey for a DER SubjectPublicKeyInfo.
+func ParseVerifyKeyDER(der []byte) (crypto.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("sign: read public key: %w", err)
+	}
+	switch pub := k.(type) {
+	case ed25519.PublicKey:
+		return pub, nil
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("sign: read public key: ECDSA on %s, want P-256", pub.Curve.Params().Name)
+		}
+		return pub, nil
+	}
+	return nil, fmt.Errorf("sign: read public key: %T is neither Ed25519 nor ECDSA P-256", k)
+}
+
+// ReadVerifyKey reads a file for ParseVerifyKey.
+func ReadVerifyKey(path string) (crypto.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("sign: read public key: %w", err)
+	}
+	return ParseVerifyKey(b)
+}
+
+// MarshalVerifyKey encodes an Ed25519 or ECDSA public key as PKIX PEM.
+func MarshalVerifyKey(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("sign: marshal public key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }

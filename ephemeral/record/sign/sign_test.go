@@ -31,7 +31,7 @@ func TestLoadOrCreateKeyFile(t *testing.T) {
 		t.Fatalf("key file: %v %v", err, st.Mode())
 	}
 	pub, err := sign.ReadPublicKey(filepath.Join(dir, sign.PublicKeyFileName))
-	if err != nil || !pub.Equal(k.PublicKey()) {
+	if err != nil || !pub.Equal(k.Ed25519PublicKey()) {
 		t.Fatalf("public key file: %v", err)
 	}
 	msg := []byte("seal body")
@@ -40,7 +40,7 @@ func TestLoadOrCreateKeyFile(t *testing.T) {
 		t.Fatalf("signature does not verify: %v", err)
 	}
 	again, err := sign.LoadOrCreateKeyFile(path)
-	if err != nil || !again.PublicKey().Equal(k.PublicKey()) {
+	if err != nil || !again.Ed25519PublicKey().Equal(k.Ed25519PublicKey()) {
 		t.Fatalf("second load gave another key: %v", err)
 	}
 	// The private key never prints.
@@ -66,7 +66,7 @@ func TestConcurrentCreationAgreesOnOneKey(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			keys[i] = k.PublicKey()
+			keys[i] = k.Ed25519PublicKey()
 		}()
 	}
 	wg.Wait()
