@@ -46,6 +46,9 @@ type Pod struct {
 	Namespace  string
 	Name       string
 	Containers []string
+	// Annotations are served in the pod's metadata (e.g. a secret a
+	// masking test expects hidden).
+	Annotations map[string]string
 }
 
 // DefaultPods is the fixture Start serves.
@@ -206,7 +209,7 @@ func podObject(p Pod) map[string]any {
 	return map[string]any{
 		"kind": "Pod", "apiVersion": "v1",
 		"metadata": map[string]any{"name": p.Name, "namespace": p.Namespace, "uid": "uid-" + p.Name,
-			"creationTimestamp": "2026-01-01T00:00:00Z", "resourceVersion": "1"},
+			"creationTimestamp": "2026-01-01T00:00:00Z", "resourceVersion": "1", "annotations": p.Annotations},
 		"spec":   map[string]any{"containers": cs},
 		"status": map[string]any{"phase": "Running", "containerStatuses": st},
 	}

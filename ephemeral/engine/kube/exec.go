@@ -67,9 +67,17 @@ func (e *Engine) serveExec(ctx context.Context, w http.ResponseWriter, r *http.R
 		crirc.ServeExec(w, r, x, rt.Pod, "", rt.Container, rt.Command, opts, 0, 30*time.Second,
 			[]string{crirc.StreamProtocolV4Name, crirc.StreamProtocolV3Name, crirc.StreamProtocolV2Name})
 	}
-	if err := cast.Close(); err != nil {
-		_ = e.rec(record.Event{Type: record.Error, Conn: conn, Tag: "asciicast", Error: err.Error()})
-	}
+	x.closeCast()
+}
+
+// closeCast closes the stream's asciicast once: before the exit status goes
+// to the agent, so a finished exec is a finished recording.
+func (x *execution) closeCast() {
+	x.once.Do(func() {
+		if err := x.cast.Close(); err != nil {
+			_ = x.e.rec(record.Event{Type: record.Error, Conn: x.conn, Tag: "asciicast", Error: err.Error()})
+		}
+	})
 }
 
 // execution is one exec stream.
@@ -80,6 +88,7 @@ type execution struct {
 	rt   Route
 	line string
 	cast *asciicast.Writer
+	once sync.Once
 }
 
 // ExecInContainer is the cri-streaming Executor the SPDY side calls with the
@@ -96,6 +105,7 @@ func (x *execution) run(in io.Reader, out, errw io.Writer, tty bool, resize <-ch
 	e := x.e
 	ctx, cancel := context.WithCancel(x.ctx)
 	defer cancel()
+	defer x.closeCast()
 	u, err := url.Parse(e.base + x.rt.Upstream)
 	if err != nil {
 		return err

@@ -52,6 +52,7 @@ type opts struct {
 	deadline time.Time
 	mode     spec.Mode
 	op       string
+	pods     []kubetest.Pod
 }
 
 func defaultScope() spec.KubeScope {
@@ -61,6 +62,9 @@ func defaultScope() spec.KubeScope {
 func startProxy(t testing.TB, o opts) *proxy {
 	t.Helper()
 	up := kubetest.Start(t)
+	if o.pods != nil {
+		up = kubetest.StartPods(t, o.pods)
+	}
 	dir := t.TempDir()
 	if o.deadline.IsZero() {
 		o.deadline = time.Now().Add(time.Hour)
