@@ -183,6 +183,7 @@ func execCommand() *cli.Command {
 			&cli.StringFlag{Name: "sql", Usage: "the statement (postgres targets)"},
 			&cli.StringFlag{Name: "command", Usage: "the shell command (ssh targets)"},
 			&cli.StringFlag{Name: "http", Usage: `the request (http targets), e.g. "GET /v1/flags"`},
+			kubeExecFlag(),
 			&cli.StringFlag{Name: "format", Usage: "table, json or csv", Value: "table"},
 		),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -190,16 +191,19 @@ func execCommand() *cli.Command {
 			if format != "table" && format != "json" && format != "csv" {
 				return usageErr("--format must be table, json or csv, not %q", format)
 			}
-			if n := len(cmd.String("sql") + cmd.String("command") + cmd.String("http")); n == 0 ||
-				(cmd.String("sql") != "" && cmd.String("command") != "") || (cmd.String("http") != "" && cmd.String("sql")+cmd.String("command") != "") {
-				return usageErr("exec needs exactly one of --sql (postgres targets), --command (ssh targets) or --http (http targets)")
+			kubeOp, err := kubeExecOperation(cmd)
+			if err != nil {
+				return err
+			}
+			if n := btoi(cmd.String("sql") != "") + btoi(cmd.String("command") != "") + btoi(cmd.String("http") != "") + btoi(kubeOp != nil); n != 1 {
+				return usageErr("exec needs exactly one of --sql (postgres targets), --command (ssh targets), --http (http targets) or --pod NS/POD[/CONTAINER] -- ARGV (kube targets)")
 			}
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			g, err := requestAndWait(ctx, c, cmd, httpapi.GrantRequest{Target: cmd.String("target"), Mode: "exec", SQL: cmd.String("sql"),
-				Command: cmd.String("command"), HTTP: cmd.String("http"), Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
+				Command: cmd.String("command"), HTTP: cmd.String("http"), Kube: kubeOp, Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
 			if err != nil {
 				return err
 			}
@@ -242,6 +246,8 @@ func connectCommand() *cli.Command {
 			"  jitgate connect --target web-1 -- sh -c 'ssh -o UserKnownHostsFile=$JITGATE_KNOWN_HOSTS -p $JITGATE_PORT $JITGATE_USER@$JITGATE_HOST uptime'\n" +
 			"HTTP targets: JITGATE_URL (http://grant:secret@proxy, a reverse proxy to the target) and\n" +
 			"JITGATE_PROXY (the same, for http_proxy=$JITGATE_PROXY curl http://<target address>/...).\n" +
+			"Kube targets: KUBECONFIG (a temporary kubeconfig: the proxy as server, its certificate as CA, the grant\n" +
+			"secret as token, the target's namespace), e.g. jitgate connect --target shop-k8s -- kubectl get pods\n" +
 			"The session ends when the command exits or the grant expires.",
 		Flags: append(grantFlags(),
 			&cli.StringFlag{Name: "access", Usage: "read, write or admin", Value: "read"},
@@ -311,6 +317,8 @@ func durString(d time.Duration) string {
 func sessionEnv(grantID string, s *httpapi.SessionResponse) ([]string, func(), error) {
 	env := []string{"JITGATE_GRANT=" + grantID, "JITGATE_HOST=" + s.Host, "JITGATE_PORT=" + s.Port, "JITGATE_USER=" + s.User}
 	switch {
+	case s.Protocol == "kube":
+		return kubeSessionEnv(context.Background(), grantID, s, env)
 	case s.HostKey != "": // ssh
 		dir, err := os.MkdirTemp("", "jitgate-ssh-")
 		if err != nil {

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/oauth2"
 	"mvdan.cc/sh/v3/syntax"
 
+	"github.com/jitgate/jitgate/broker"
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity"
 	"github.com/jitgate/jitgate/broker/policy"
@@ -410,13 +411,12 @@ func (t *mcpTools) kubectlExec(ctx context.Context, req *mcp.CallToolRequest, in
 	if in.Namespace == "" || in.Pod == "" || len(in.Command) == 0 || in.Command[0] == "" {
 		return result(outcome{State: "bad_request", Message: "namespace, pod and a non-empty command are required"})
 	}
-	op, _ := json.Marshal(struct {
-		Namespace string   `json:"namespace"`
-		Pod       string   `json:"pod"`
-		Container string   `json:"container,omitempty"`
-		Command   []string `json:"command"`
-	}{in.Namespace, in.Pod, in.Container, in.Command})
-	return t.operation(ctx, req, in.Target, spec.Kube, toolKubectlExec, string(op), in.Reason)
+	if o := t.checkKind(in.Target, spec.Kube, toolKubectlExec); o != nil {
+		return result(*o)
+	}
+	op := &broker.KubeOperation{Namespace: in.Namespace, Pod: in.Pod, Container: in.Container, Command: in.Command}
+	body := httpapi.GrantRequest{Target: in.Target, Mode: "exec", Kube: op, Reason: in.Reason}
+	return result(t.execGrant(ctx, req, body, spec.Kube, 0))
 }
 
 func (t *mcpTools) httpRequest(ctx context.Context, req *mcp.CallToolRequest, in httpRequestIn) (*mcp.CallToolResult, outcome, error) {

@@ -283,6 +283,9 @@ func buildSource(t *policy.Target) (credentials.Source, error) {
 	if t.Protocol == spec.HTTP {
 		return buildHTTPSource(t)
 	}
+	if t.Protocol == spec.Kube {
+		return buildKubeSource(t)
+	}
 	switch c.Source {
 	case policy.SourceLocal:
 		dsn, err := resolveRef(c.AdminDSN)

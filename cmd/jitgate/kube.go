@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/urfave/cli/v3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/jitgate/jitgate/broker"
+	"github.com/jitgate/jitgate/broker/credentials"
+	"github.com/jitgate/jitgate/broker/credentials/kube"
+	"github.com/jitgate/jitgate/broker/httpapi"
+	"github.com/jitgate/jitgate/broker/policy"
+	"github.com/jitgate/jitgate/ephemeral/spec"
+)
+
+// buildKubeSource is where a kube target's bearer token comes from: a
+// configured token (env:NAME or file:PATH) or Vault's Kubernetes secrets
+// engine. The proxy presents it upstream; the agent never sees it.
+func buildKubeSource(t *policy.Target) (credentials.Source, error) {
+	c := t.Credentials
+	switch c.Source {
+	case policy.SourceLocal:
+		tok, err := resolveRef(c.Token)
+		if err != nil {
+			return nil, fmt.Errorf("token: %w", err)
+		}
+		return kube.New(kube.Config{Target: t.Name, Static: spec.NewSecret(tok)})
+	case policy.SourceVault:
+		vc := vaultapi.DefaultConfig() // reads VAULT_ADDR and friends
+		if vc.Error != nil {
+			return nil, vc.Error
+		}
+		client, err := vaultapi.NewClient(vc)
+		if err != nil {
+			return nil, err
+		}
+		if os.Getenv("VAULT_TOKEN") == "" {
+			return nil, errors.New("vault source needs VAULT_ADDR and VAULT_TOKEN")
+		}
+		roles := map[spec.Access]string{}
+		for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
+			if r := c.Role(a); r != "" {
+				roles[a] = r
+			}
+		}
+		return kube.New(kube.Config{Target: t.Name, Namespace: t.Kube.Scope.Namespace, Client: client, Mount: c.VaultMount, Roles: roles})
+	}
+	return nil, fmt.Errorf("unknown credential source %v (want local or vault)", c.Source)
+}
+
+// kubeExecFlag is jitgate exec's flag for kube targets.
+func kubeExecFlag() cli.Flag {
+	return &cli.StringFlag{Name: "pod", Usage: "kube targets: NAMESPACE/POD[/CONTAINER] to run the command after -- in, e.g. --pod shop/web-1/app -- ls -l /srv"}
+}
+
+// kubeExecOperation reads --pod and the argv after -- into the operation of a
+// kube exec grant. It returns nil when --pod is not given.
+func kubeExecOperation(cmd *cli.Command) (*broker.KubeOperation, error) {
+	pod := cmd.String("pod")
+	if pod == "" {
+		return nil, nil
+	}
+	parts := strings.Split(pod, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] == "") {
+		return nil, usageErr("--pod %q: want NAMESPACE/POD or NAMESPACE/POD/CONTAINER", pod)
+	}
+	argv := cmd.Args().Slice()
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, usageErr("--pod needs the command after --, e.g. jitgate exec --target %s --pod %s -- ls -l", cmd.String("target"), pod)
+	}
+	op := &broker.KubeOperation{Namespace: parts[0], Pod: parts[1], Command: argv}
+	if len(parts) == 3 {
+		op.Container = parts[2]
+	}
+	return op, nil
+}
+
+// kubeconfig is the subset of a kubeconfig file jitgate connect writes.
+type kubeconfig struct {
+	APIVersion     string         `yaml:"apiVersion"`
+	Kind           string         `yaml:"kind"`
+	Clusters       []namedCluster `yaml:"clusters"`
+	Users          []namedUser    `yaml:"users"`
+	Contexts       []namedContext `yaml:"contexts"`
+	CurrentContext string         `yaml:"current-context"`
+}
+
+type namedCluster struct {
+	Name    string `yaml:"name"`
+	Cluster struct {
+		Server                   string `yaml:"server"`
+		CertificateAuthorityData []byte `yaml:"certificate-authority-data"`
+	} `yaml:"cluster"`
+}
+
+type namedUser struct {
+	Name string `yaml:"name"`
+	User struct {
+		Token string `yaml:"token"`
+	} `yaml:"user"`
+}
+
+type namedContext struct {
+	Name    string `yaml:"name"`
+	Context struct {
+		Cluster   string `yaml:"cluster"`
+		User      string `yaml:"user"`
+		Namespace string `yaml:"namespace,omitempty"`
+	} `yaml:"context"`
+}
+
+// kubeSessionEnv writes a kubeconfig for a kube session proxy (server
+// https://host:port, the proxy's certificate as the only CA, the grant secret
+// as bearer token, the target's namespace) into a private temporary directory
+// and points KUBECONFIG at it. cleanup removes it.
+func kubeSessionEnv(ctx context.Context, grantID string, s *httpapi.SessionResponse, env []string) ([]string, func(), error) {
+	certPEM := s.Certificate
+	if certPEM == "" {
+		// The broker did not pass the proxy's certificate on: pin the one the
+		// proxy the broker just started presents (trust on first use; the
+		// secret is not sent on this connection).
+		var err error
+		if certPEM, err = proxyCertificate(ctx, net.JoinHostPort(s.Host, s.Port)); err != nil {
+			return nil, func() {}, err
+		}
+	}
+	if blk, _ := pem.Decode([]byte(certPEM)); blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, func() {}, errors.New("the session proxy's certificate is not PEM")
+	}
+	dir, err := os.MkdirTemp("", "jitgate-kube-")
+	if err != nil {
+		return nil, func() {}, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	name := "jitgate-" + grantID
+	var kc kubeconfig
+	kc.APIVersion, kc.Kind, kc.CurrentContext = "v1", "Config", name
+	var cl namedCluster
+	cl.Name = name
+	cl.Cluster.Server = "https://" + net.JoinHostPort(s.Host, s.Port)
+	cl.Cluster.CertificateAuthorityData = []byte(certPEM)
+	var u namedUser
+	u.Name = name
+	u.User.Token = s.Password
+	var cx namedContext
+	cx.Name = name
+	cx.Context.Cluster, cx.Context.User, cx.Context.Namespace = name, name, s.Namespace
+	kc.Clusters, kc.Users, kc.Contexts = []namedCluster{cl}, []namedUser{u}, []namedContext{cx}
+	b, err := yaml.Marshal(&kc)
+	if err != nil {
+		cleanup()
+		return nil, func() {}, err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		cleanup()
+		return nil, func() {}, err
+	}
+	return append(env, "KUBECONFIG="+path, "JITGATE_KUBECONFIG="+path, "JITGATE_NAMESPACE="+s.Namespace), cleanup, nil
+}
+
+// proxyCertificate reads the TLS certificate a session proxy presents. The
+// certificate must be self-signed and currently valid; it is only pinned
+// (kubectl then accepts exactly this certificate), never trusted for more.
+func proxyCertificate(ctx context.Context, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} // #nosec G402 -- read, then pinned
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("read the session proxy's certificate: %w", err)
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) != 1 {
+		return "", fmt.Errorf("the session proxy presented %d certificates, want its one self-signed certificate", len(certs))
+	}
+	c := certs[0]
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	if _, err := c.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+		return "", fmt.Errorf("the session proxy's certificate: %w", err)
+	}
+	if err := c.VerifyHostname(strings.Trim(addr[:strings.LastIndex(addr, ":")], "[]")); err != nil {
+		return "", fmt.Errorf("the session proxy's certificate: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})), nil
+}
+
+// btoi is 1 for true, for counting the exec flags given.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
