@@ -256,7 +256,8 @@ var (
 func (l *loader) target(n *yaml.Node) (Target, bool) {
 	f := l.mapping(n, "target", "name", "description", "kind", "address", "database",
 		"credentials", "masking", "guard", "user", "known_hosts", "commands", "http",
-		"ca", "server_name", "namespace", "pods", "containers", "exec", "attach", "port_forward", "copy_files")
+		"ca", "server_name", "namespace", "pods", "containers", "exec", "attach", "port_forward", "copy_files",
+		"keys", "reveal")
 	if f == nil {
 		return Target{}, false
 	}
@@ -270,11 +271,13 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 	if kind, ok := l.required(f, "kind", what); ok {
 		p, err := spec.ParseProtocol(kind)
 		if err != nil {
-			l.errAt(f.vals["kind"], "%s: unknown kind %q (want postgres, ssh, http or kube)", what, kind)
+			l.errAt(f.vals["kind"], "%s: unknown kind %q (want postgres, ssh, http, kube or config)", what, kind)
 		}
 		t.Kind, t.Protocol = kind, p
 	}
-	if addr, ok := l.required(f, "address", what); ok {
+	if t.Protocol == spec.Config && !f.has("address") {
+		// The store is the target: no address (configTarget names it).
+	} else if addr, ok := l.required(f, "address", what); ok {
 		host, port, err := net.SplitHostPort(addr)
 		pn, perr := strconv.Atoi(port)
 		if err != nil || host == "" || perr != nil || pn < 1 || pn > 65535 {
@@ -341,6 +344,7 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 		}
 	}
 	l.kubeTarget(n, f, what, &t)
+	l.configTarget(n, f, what, &t)
 	if hn := f.vals["http"]; hn != nil {
 		if t.Protocol != spec.HTTP {
 			l.errAt(hn, "%s: http is only for http targets", what)
@@ -375,7 +379,7 @@ func (l *loader) target(n *yaml.Node) (Target, bool) {
 func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) TargetCredentials {
 	var c TargetCredentials
 	w := what + " credentials"
-	f := l.mapping(n, w, "source", "admin_dsn", "read_role", "write_role", "admin_role", "vault_mount", "vault_roles", "ca_key", "token", "kv_path", "kv_field")
+	f := l.mapping(n, w, "source", "admin_dsn", "read_role", "write_role", "admin_role", "vault_mount", "vault_roles", "ca_key", "token", "kv_path", "kv_field", "store")
 	if f == nil {
 		return c
 	}
@@ -399,7 +403,13 @@ func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) Tar
 	c.Token, _ = l.str(f, "token", w)
 	c.KVPath, _ = l.str(f, "kv_path", w)
 	c.KVField, _ = l.str(f, "kv_field", w)
-	if proto == spec.Kube {
+	c.Store, _ = l.str(f, "store", w)
+	if c.Store != "" && proto != spec.Config {
+		l.errAt(f.vals["store"], "%s: store is only for config targets", w)
+	}
+	if proto == spec.Config {
+		l.configCredentials(n, w, c)
+	} else if proto == spec.Kube {
 		l.kubeCredentials(n, w, c)
 	} else if proto != spec.HTTP && (c.Token != "" || c.KVPath != "" || c.KVField != "") {
 		l.errAt(n, "%s: token, kv_path and kv_field are only for http targets", w)
@@ -442,7 +452,7 @@ func (l *loader) credentials(n *yaml.Node, what string, proto spec.Protocol) Tar
 		if c.VaultMount == "" {
 			l.errAt(n, "%s: vault_mount is required for source vault", w)
 		}
-		if len(c.VaultRoles) == 0 && proto != spec.HTTP {
+		if len(c.VaultRoles) == 0 && proto != spec.HTTP && proto != spec.Config {
 			l.errAt(n, "%s: vault_roles is required for source vault", w)
 		}
 		if c.AdminDSN != "" {

@@ -153,6 +153,9 @@ type TargetCredentials struct {
 	// KVPath and KVField name the Vault KV v2 secret holding an HTTP
 	// target's token (http targets, source vault; VaultMount is the KV mount).
 	KVPath, KVField string
+	// Store is a config target's embedded store reference (file:PATH or
+	// env:NAME holding {"<path>": {"<field>": "value"}}), source local.
+	Store string
 }
 
 // Role returns the role (local) or Vault role (vault) for access a, or "".
@@ -214,6 +217,8 @@ type Target struct {
 	HTTPRules []spec.HTTPRule
 	// Kube is the API server and scope of kube targets (kube.go).
 	Kube KubeTarget
+	// Config is the key scope of config targets (config.go).
+	Config ConfigTarget
 }
 
 // SpecTarget returns the target as the proxy sees it.
@@ -244,6 +249,7 @@ func (t *Target) SpecGuard(a spec.Access) spec.Guard {
 		Commands:       t.specCommands(),
 		HTTP:           slices.Clone(t.HTTPRules),
 		Kube:           t.Kube.scope(),
+		Config:         t.Config.SpecConfig(),
 	}
 }
 
