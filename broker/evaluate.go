@@ -79,6 +79,10 @@ func Evaluate(p *policy.Policy, who identity.Identity, in RequestInput) (Evaluat
 		if err := evaluateKubeExec(tgt, in.Operation, &ev, &deny); err != nil {
 			return Evaluation{}, err
 		}
+	case tgt.Protocol == spec.Config:
+		if err := evaluateConfig(&ev, &deny, tgt, in); err != nil {
+			return Evaluation{}, err
+		}
 	case in.Mode == spec.Exec && tgt.Protocol != spec.Postgres:
 		return Evaluation{}, fmt.Errorf("%w: exec mode is not available for %s targets yet", ErrBadRequest, tgt.Kind)
 	case in.Mode == spec.Exec:
