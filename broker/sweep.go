@@ -17,7 +17,10 @@ type SweepReport struct {
 	Expired int // pending or unused approved grants expired
 	Ended   int // overdue active grants ended
 	Revoked int // leaked credentials revoked
-	Errors  []string
+	// Rerevoked counts credentials whose earlier revocation had failed and
+	// that this sweep revoked (the target came back).
+	Rerevoked int
+	Errors    []string
 }
 
 // Sweep expires pending grants past their wait, approved grants never used within
@@ -65,8 +68,57 @@ func (s *Service) Sweep(ctx context.Context) SweepReport {
 			}
 		}
 	}
+	s.retryRevocations(ctx, now, &rep)
 	return rep
 }
+
+// retryRevocations tries once more, every sweep, each credential whose
+// revocation failed after its retries (the target or the credential source
+// was down). Until it succeeds the credential still ends by its own expiry
+// (VALID UNTIL, lease TTL); after revokeRetryWindow past that expiry the sweeper
+// stops trying. One attempt per sweep, so a target that stays down does not
+// stall the sweep; only the success is audited (the failure already was).
+func (s *Service) retryRevocations(ctx context.Context, now time.Time, rep *SweepReport) {
+	for _, st := range []grant.State{grant.Ended, grant.Failed, grant.Expired} {
+		st := st
+		gs, err := s.cfg.Store.List(ctx, grant.Filter{State: &st})
+		if err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+			continue
+		}
+		for _, g := range gs {
+			if g.LeaseID == "" || g.CredentialRevoked || g.RevokeError == "" || now.After(g.ExpiresAt.Add(revokeRetryWindow)) {
+				continue
+			}
+			src, ok := s.cfg.Sources[g.Target]
+			if !ok {
+				continue
+			}
+			cred := spec.Credential{LeaseID: g.LeaseID, Username: roleFromLease(g.LeaseID)}
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := src.Revoke(rctx, cred)
+			cancel()
+			if err != nil {
+				s.cfg.Logger.Debug("credential revoke retry failed", "grant", g.ID, "lease", g.LeaseID, "err", err)
+				continue
+			}
+			if _, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
+				gg.CredentialRevoked, gg.RevokeError = true, ""
+				return nil
+			}); err != nil {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", g.ID, err))
+			}
+			rep.Rerevoked++
+			s.cfg.Logger.Info("credential revoked on retry", "grant", g.ID, "lease", g.LeaseID)
+			s.audit(ctx, audit.Event{Type: audit.CredentialRevoked, GrantID: g.ID, Target: g.Target, LeaseID: g.LeaseID, Actor: "sweeper",
+				Detail: "revoked on retry after: " + g.RevokeError})
+		}
+	}
+}
+
+// revokeRetryWindow is how long past a credential's deadline the sweeper
+// keeps retrying a failed revocation.
+const revokeRetryWindow = 24 * time.Hour
 
 func (s *Service) expire(ctx context.Context, g *grant.Grant, now time.Time, why string, rep *SweepReport) bool {
 	_, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {

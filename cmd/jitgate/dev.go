@@ -157,6 +157,10 @@ func brokerCommand() *cli.Command {
 				dataDirFlag(),
 				&cli.StringFlag{Name: "log-level", Value: "info"},
 				metricsListenFlag(),
+				// Pacing of the background loops; tests shorten them.
+				&cli.DurationFlag{Name: "sweep-every", Value: 5 * time.Second, Hidden: true},
+				&cli.DurationFlag{Name: "spool-flush-every", Value: 30 * time.Second, Hidden: true},
+				&cli.DurationFlag{Name: "spool-flush-age", Value: 2 * time.Minute, Hidden: true, Usage: "leave spooled recordings younger than this to their proxy"},
 				&cli.StringFlag{Name: "ui-client-id", Usage: "serve the approval page at /ui/, signing approvers in as this OIDC client (authorization code + PKCE)", Sources: cli.EnvVars("JITGATE_UI_CLIENT_ID")},
 				&cli.StringFlag{Name: "ui-issuer", Usage: "issuer URL approvers sign in with (default: the policy issuer whose audience is --ui-client-id)"},
 				&cli.StringFlag{Name: "ui-base-url", Usage: "external URL of the approval page, e.g. https://jitgate.example.com/ui (default http://LISTEN/ui, loopback only)", Sources: cli.EnvVars("JITGATE_UI_BASE_URL")},
@@ -167,7 +171,8 @@ func brokerCommand() *cli.Command {
 					return err
 				}
 				st, err := buildStack(stackConfig{PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log,
-					ProxyMetrics: cmd.String("metrics-listen") != "", ProxyLogLevel: cmd.String("log-level")})
+					ProxyMetrics: cmd.String("metrics-listen") != "", ProxyLogLevel: cmd.String("log-level"),
+					FlushEvery: cmd.Duration("spool-flush-every"), FlushAge: cmd.Duration("spool-flush-age")})
 				if err != nil {
 					return err
 				}
@@ -206,7 +211,7 @@ func brokerCommand() *cli.Command {
 					ln.Close()
 					return err
 				}
-				go st.svc.RunSweeper(ctx, 5*time.Second)
+				go st.svc.RunSweeper(ctx, cmd.Duration("sweep-every"))
 				log.Info("broker listening", "addr", ln.Addr().String())
 				return serve(ctx, ln, h)
 			},

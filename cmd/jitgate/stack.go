@@ -54,6 +54,8 @@ type stackConfig struct {
 	ProxyMetrics bool
 	// ProxyLogLevel is the proxies' --log-level; default warn.
 	ProxyLogLevel string
+	// FlushEvery and FlushAge pace the spool flush loop; defaults 30s and 2m.
+	FlushEvery, FlushAge time.Duration
 }
 
 type stack struct {
@@ -162,7 +164,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 		return fail(err)
 	}
 	st.svc = svc
-	st.closers = append(st.closers, flushLoop(svc, recSink, cfg.Logger))
+	st.closers = append(st.closers, flushLoop(svc, recSink, cfg.Logger, cfg.FlushEvery, cfg.FlushAge))
 	h, err := httpapi.New(httpapi.Config{Service: svc, Verifier: verifier, Logger: cfg.Logger})
 	if err != nil {
 		return fail(err)
@@ -223,20 +225,26 @@ func loadOrCreateKey(p string) ([]byte, error) {
 }
 
 // flushLoop uploads recordings left in the spool (a killed proxy, a failed
-// upload) every half minute, once they are two minutes old; the returned
-// closer stops it.
-func flushLoop(svc *broker.Service, sink record.Sink, log *slog.Logger) func() error {
+// upload) every half minute (every), once they are two minutes old (age); the
+// returned closer stops it.
+func flushLoop(svc *broker.Service, sink record.Sink, log *slog.Logger, every, age time.Duration) func() error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	if age <= 0 {
+		age = 2 * time.Minute
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(30 * time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if n, err := svc.FlushRecordings(ctx, sink, 2*time.Minute); err != nil && ctx.Err() == nil {
+			if n, err := svc.FlushRecordings(ctx, sink, age); err != nil && ctx.Err() == nil {
 				log.Warn("recording flush", "stored", n, "err", err)
 			}
 			select {

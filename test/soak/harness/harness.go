@@ -58,6 +58,8 @@ type Options struct {
 	Metrics bool
 	// LogLevel is the broker's --log-level; default "warn".
 	LogLevel string
+	// Args are extra `broker serve` flags (--sweep-every 200ms, ...).
+	Args []string
 }
 
 // Stack is one running stack. Everything stops when the test ends.
@@ -144,6 +146,7 @@ func Start(t testing.TB, opts Options) *Stack {
 		s.MetricsAddr = FreeAddr(t)
 		s.args = append(s.args, "--metrics-listen", s.MetricsAddr)
 	}
+	s.args = append(s.args, opts.Args...)
 	s.StartBroker()
 	t.Cleanup(s.stop)
 	return s

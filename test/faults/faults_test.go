@@ -1,0 +1,454 @@
+// Package faults breaks a running jitgate stack (test/soak/harness: the real
+// broker binary, its proxy processes, a real PostgreSQL) in the ways
+// production breaks, and checks that nothing is lost or left behind:
+// PostgreSQL restarted mid-session, the credential source down at issue time,
+// revocation failing, the broker SIGKILLed mid-approval, a proxy SIGKILLed, the
+// recording spool unwritable. Each test says what the client sees, what state
+// the grant ends in, what happened to the credential and what the audit says.
+package faults
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jitgate/jitgate/broker/metrics"
+	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/test/soak/harness"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "jitgate-faults-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if bin, err = harness.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// start runs a stack whose sweeper and spool flush run often, so recovery is
+// observed in seconds rather than minutes.
+func start(t *testing.T) *harness.Stack {
+	t.Helper()
+	return harness.Start(t, harness.Options{Bin: bin, Metrics: true,
+		Args: []string{"--sweep-every", "200ms", "--spool-flush-every", "200ms", "--spool-flush-age", "1s"}})
+}
+
+func terminal(g map[string]any) bool {
+	switch g["state"] {
+	case "ended", "failed", "expired", "denied", "revoked":
+		return true
+	}
+	return false
+}
+
+func revoked(g map[string]any) bool { return g["credential_revoked"] == true }
+
+// events lists the audit event types of one grant, in order.
+func events(s *harness.Stack, id string) []string {
+	var out []string
+	for _, ev := range s.Audit(id) {
+		out = append(out, ev.Type)
+	}
+	return out
+}
+
+func auditDetail(s *harness.Stack, id, typ string) (string, bool) {
+	for _, ev := range s.Audit(id) {
+		if ev.Type == typ {
+			return ev.Detail, true
+		}
+	}
+	return "", false
+}
+
+// TestPostgresRestartMidSession: PostgreSQL goes down under a live session.
+// The client gets PostgreSQL's own shutdown error through the proxy; the
+// session is ended while the database is still down, so revocation fails
+// (audited, with the role's own expiry); once the database is back the
+// sweeper revokes it and the role is gone.
+func TestPostgresRestartMidSession(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	agent := s.Token("agent-pg", "ai-agents")
+	sess, err := s.OpenSession(agent, "soak-db", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, sess.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 4 {
+		t.Fatalf("before the restart: %d, %v", n, err)
+	}
+
+	s.StopPG()
+	_, err = conn.Exec(ctx, "SELECT 1")
+	if err == nil {
+		t.Fatal("a query succeeded with PostgreSQL down")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "terminating connection due to administrator command") && !strings.Contains(msg, "57P01") {
+		t.Errorf("client error is not PostgreSQL's shutdown notice: %v", err)
+	}
+	// A new connection through the proxy is refused with the reason.
+	if c2, err := pgx.Connect(ctx, sess.DSN); err == nil {
+		c2.Close(ctx)
+		t.Error("a new connection succeeded with PostgreSQL down")
+	}
+
+	if code, g, err := s.API(agent, "POST", "/v1/grants/"+sess.GrantID+"/end", nil); err != nil || code != 200 {
+		t.Fatalf("end session: %d %v %v", code, g, err)
+	}
+	g := s.WaitGrant(agent, sess.GrantID, 30*time.Second, func(g map[string]any) bool { return terminal(g) && g["revoke_error"] != nil })
+	if g["state"] != "ended" || revoked(g) || g["revoke_error"] == nil {
+		t.Fatalf("with the database down: state %v revoked %v revoke_error %v, want ended, false, an error", g["state"], g["credential_revoked"], g["revoke_error"])
+	}
+	if d, ok := auditDetail(s, sess.GrantID, "credential.revoke_failed"); !ok || !strings.Contains(d, "expires at") {
+		t.Errorf("audit lacks credential.revoke_failed with the expiry: %q %v", d, events(s, sess.GrantID))
+	}
+	s.StartPG()
+	g = s.WaitGrant(agent, sess.GrantID, 30*time.Second, revoked)
+	if !revoked(g) {
+		t.Fatalf("credential not revoked after PostgreSQL came back: %v", g)
+	}
+	if d, ok := auditDetail(s, sess.GrantID, "credential.revoked"); !ok || !strings.Contains(d, "revoked on retry") {
+		t.Errorf("audit lacks the sweeper's credential.revoked: %q %v", d, events(s, sess.GrantID))
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
+}
+
+// TestCredentialSourceDownAtIssue: the credential source (the admin
+// connection of relay-db) is unreachable when a session and an exec grant
+// are used. Both are refused with the reason, end failed (never stuck
+// approved, active or pending), no role exists, and the same target works
+// once the source is back.
+func TestCredentialSourceDownAtIssue(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	agent := s.Token("agent-src", "ai-agents")
+	s.AdminRelay.Down()
+
+	sess, err := s.OpenSession(agent, "relay-db", time.Minute)
+	if err == nil {
+		t.Fatal("a session opened with its credential source down")
+	}
+	if !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "issue credential for relay-db") {
+		t.Errorf("session refusal does not say why: %v", err)
+	}
+	code, g, err := s.API(agent, "POST", "/v1/grants", map[string]any{"target": "relay-db", "sql": "SELECT 1"})
+	if err != nil || code != 201 {
+		t.Fatalf("request exec: %d %v %v", code, g, err)
+	}
+	execID := g["id"].(string)
+	code, body, err := s.API(agent, "POST", "/v1/grants/"+execID+"/run", nil)
+	if err != nil || code != 503 || !strings.Contains(fmt.Sprint(body), "issue credential for relay-db") {
+		t.Errorf("exec run: %d %v %v, want 503 naming the credential source", code, body, err)
+	}
+	for _, id := range []string{sess.GrantID, execID} {
+		g := s.Grant(agent, id)
+		if g["state"] != "failed" || g["lease_id"] != nil {
+			t.Errorf("grant %s: state %v lease %v, want failed with no lease", id, g["state"], g["lease_id"])
+		}
+		// A session fails at open (grant.failed); an exec run ends failed
+		// (session.ended state=failed).
+		evs := events(s, id)
+		ended, _ := auditDetail(s, id, "session.ended")
+		if slices.Contains(evs, "credential.issued") || (!slices.Contains(evs, "grant.failed") && !strings.Contains(ended, "state=failed")) {
+			t.Errorf("grant %s audit: %v (%s), want it failed and no credential.issued", id, evs, ended)
+		}
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles half-made: %v", roles)
+	}
+	if got := s.ScrapeBroker().Get(metrics.CredentialIssueFail, map[string]string{"target": "relay-db"}); got != 2 {
+		t.Errorf("%s{target=relay-db} = %v, want 2", metrics.CredentialIssueFail, got)
+	}
+
+	s.AdminRelay.Up()
+	again, err := s.OpenSession(agent, "relay-db", time.Minute)
+	if err != nil {
+		t.Fatalf("the source is back but sessions are still refused: %v", err)
+	}
+	if code, g, err := s.API(agent, "POST", "/v1/grants/"+again.GrantID+"/end", nil); err != nil || code != 200 {
+		t.Fatalf("end: %d %v %v", code, g, err)
+	}
+}
+
+// TestRevocationFailingIsRetried: revocation cannot reach the credential
+// source when a session ends. The broker retries, then audits the failure with
+// the credential's own expiry; the role really carries VALID UNTIL that
+// expiry; when the source is back the sweeper revokes it.
+func TestRevocationFailingIsRetried(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	agent := s.Token("agent-rev", "ai-agents")
+	sess, err := s.OpenSession(agent, "relay-db", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, sess.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	s.AdminRelay.Down()
+	if code, g, err := s.API(agent, "POST", "/v1/grants/"+sess.GrantID+"/end", nil); err != nil || code != 200 {
+		t.Fatalf("end: %d %v %v", code, g, err)
+	}
+	g := s.WaitGrant(agent, sess.GrantID, 30*time.Second, func(g map[string]any) bool { return terminal(g) && g["revoke_error"] != nil })
+	if g["state"] != "ended" || revoked(g) {
+		t.Fatalf("state %v revoked %v, want ended and not revoked", g["state"], g["credential_revoked"])
+	}
+	if !strings.Contains(fmt.Sprint(g["revoke_error"]), "5 attempt(s) failed") {
+		t.Errorf("revoke_error does not show the retries: %v", g["revoke_error"])
+	}
+	detail, ok := auditDetail(s, sess.GrantID, "credential.revoke_failed")
+	if !ok {
+		t.Fatalf("no credential.revoke_failed in the audit: %v", events(s, sess.GrantID))
+	}
+	_, at, _ := strings.Cut(detail, "expires at ")
+	auditedExpiry, err := time.Parse(time.RFC3339, strings.TrimSpace(at))
+	if err != nil {
+		t.Fatalf("audit detail %q: no expiry: %v", detail, err)
+	}
+	roles := s.Roles()
+	if len(roles) != 1 {
+		t.Fatalf("want the one unrevoked role, have %v", roles)
+	}
+	for name, until := range roles {
+		vu, err := time.Parse("2006-01-02 15:04:05-07", until)
+		if err != nil {
+			vu, err = time.Parse("2006-01-02 15:04:05.999999-07", until)
+		}
+		if err != nil {
+			t.Fatalf("role %s VALID UNTIL %q: %v", name, until, err)
+		}
+		if d := vu.Sub(auditedExpiry); d < -time.Second || d > time.Second {
+			t.Errorf("role %s VALID UNTIL %s, audited expiry %s", name, vu, auditedExpiry)
+		}
+		if exp, _ := time.Parse(time.RFC3339, fmt.Sprint(g["expires_at"])); vu.Before(exp) || vu.After(exp.Add(2*time.Minute)) {
+			t.Errorf("role %s VALID UNTIL %s is not just after the grant's deadline %s", name, vu, exp)
+		}
+	}
+	if got := s.ScrapeBroker().Get(metrics.CredentialRevokeFail, map[string]string{"target": "relay-db"}); got != 1 {
+		t.Errorf("%s{target=relay-db} = %v, want 1", metrics.CredentialRevokeFail, got)
+	}
+
+	s.AdminRelay.Up()
+	if g := s.WaitGrant(agent, sess.GrantID, 30*time.Second, revoked); !revoked(g) {
+		t.Fatalf("not revoked once the source was back: %v", g)
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
+}
+
+// TestBrokerKilledMidApproval: the broker is SIGKILLed while a write waits
+// for its approver. Restarted on the same data directory it still has the
+// grant pending; the approver approves, the requester runs it, and the audit
+// chain is intact across the crash.
+func TestBrokerKilledMidApproval(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	agent, dba := s.Token("agent-ap", "ai-agents"), s.Token("alice", "dba")
+	code, g, err := s.API(agent, "POST", "/v1/grants", map[string]any{"target": "test-db", "sql": "UPDATE orders SET amount = 13.00 WHERE id = 4"})
+	if err != nil || code != 202 || g["state"] != "pending" {
+		t.Fatalf("request: %d %v %v", code, g, err)
+	}
+	id := g["id"].(string)
+
+	s.Kill()
+	s.StartBroker()
+
+	if g := s.Grant(agent, id); g["state"] != "pending" {
+		t.Fatalf("after the crash: state %v, want pending", g["state"])
+	}
+	if code, g, err := s.API(dba, "POST", "/v1/grants/"+id+"/approve", map[string]any{"reason": "after restart"}); err != nil || code != 200 || g["state"] != "approved" {
+		t.Fatalf("approve: %d %v %v", code, g, err)
+	}
+	code, body, err := s.API(agent, "POST", "/v1/grants/"+id+"/run", nil)
+	if err != nil || code != 200 {
+		t.Fatalf("run: %d %v %v", code, body, err)
+	}
+	if tag := fmt.Sprint(body["result"].(map[string]any)["tag"]); tag != "UPDATE 1" {
+		t.Errorf("tag %q, want UPDATE 1", tag)
+	}
+	out, err := exec.Command(bin, "audit", "verify", "--data-dir", s.DataDir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "chain intact") {
+		t.Errorf("audit verify after the crash: %v: %s", err, out)
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
+}
+
+// TestProxyKilled: a session's proxy process is SIGKILLed mid-session. The
+// client's connection drops; the broker sees the proxy die, revokes the
+// credential and fails the grant with the reason; the recording the proxy
+// left in the spool (its sealed chunks, with the statements sent) is
+// recovered by the flush loop into the recordings store and audited.
+func TestProxyKilled(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	agent := s.Token("agent-kill", "ai-agents")
+	sess, err := s.OpenSession(agent, "soak-db", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, sess.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 42 AS before_the_kill"); err != nil {
+		t.Fatal(err)
+	}
+	spooled := filepath.Join(s.DataDir, "spool", sess.GrantID+".jgr")
+	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool {
+		_, evs, err := record.ReadFile(spooled)
+		return err == nil && slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_kill") })
+	})
+	pids := s.ProxyPIDs()
+	if len(pids) != 1 {
+		t.Fatalf("want one proxy process, have %v", pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
+		t.Error("a query succeeded through a killed proxy")
+	}
+	g := s.WaitGrant(agent, sess.GrantID, 30*time.Second, func(g map[string]any) bool { return terminal(g) && revoked(g) })
+	if g["state"] != "failed" || !revoked(g) || !strings.Contains(fmt.Sprint(g["error"]), "proxy exited without reporting") {
+		t.Fatalf("grant: state %v revoked %v error %v", g["state"], g["credential_revoked"], g["error"])
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
+	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
+	waitFor(t, 30*time.Second, "the flush loop to store the killed proxy's recording", func() bool {
+		d, ok := auditDetail(s, sess.GrantID, "recording.stored")
+		return ok && strings.Contains(d, stored)
+	})
+	_, evs, err := record.ReadFile(stored)
+	if err != nil || !slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_kill") }) {
+		t.Errorf("recovered recording lacks the statement: %v", err)
+	}
+	if _, err := os.Stat(spooled); !os.IsNotExist(err) {
+		t.Errorf("recording still in the spool after it was stored: %v", err)
+	}
+	if g := s.Grant(agent, sess.GrantID); g["recording"] != stored {
+		t.Errorf("grant recording %v, want %s", g["recording"], stored)
+	}
+}
+
+// TestSpoolUnwritable: the recording spool cannot be written (a file stands
+// where the directory was: root ignores permissions, and no tmpfs can be
+// mounted here). A new session is refused with the reason, its credential
+// revoked; a session already running keeps working and ends cleanly; its
+// recording, which could not be stored from the broken spool, is stored by
+// the flush loop once the spool is back.
+func TestSpoolUnwritable(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	ctx := context.Background()
+	agent := s.Token("agent-spool", "ai-agents")
+	running, err := s.OpenSession(agent, "soak-db", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, running.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 'before' AS spool_breaks"); err != nil {
+		t.Fatal(err)
+	}
+
+	spool := filepath.Join(s.DataDir, "spool")
+	if err := os.Rename(spool, spool+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spool, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	refused, err := s.OpenSession(agent, "soak-db", time.Minute)
+	if err == nil {
+		t.Fatal("a session opened without a writable spool")
+	}
+	if !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "recording") {
+		t.Errorf("refusal does not name the recording: %v", err)
+	}
+	if g := s.Grant(agent, refused.GrantID); g["state"] != "failed" || !revoked(g) {
+		t.Errorf("refused grant: state %v revoked %v, want failed and revoked", g["state"], g["credential_revoked"])
+	}
+
+	var after string
+	if err := conn.QueryRow(ctx, "SELECT 'after' AS spool_broke").Scan(&after); err != nil || after != "after" {
+		t.Fatalf("the running session stopped working: %q %v", after, err)
+	}
+	conn.Close(ctx)
+	if code, g, err := s.API(agent, "POST", "/v1/grants/"+running.GrantID+"/end", nil); err != nil || code != 200 {
+		t.Fatalf("end: %d %v %v", code, g, err)
+	}
+	g := s.WaitGrant(agent, running.GrantID, 60*time.Second, func(g map[string]any) bool { return terminal(g) && revoked(g) })
+	if g["state"] != "ended" || !revoked(g) {
+		t.Fatalf("running session: state %v revoked %v error %v, want ended and revoked", g["state"], g["credential_revoked"], g["error"])
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
+
+	if err := os.Remove(spool); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(spool+".away", spool); err != nil {
+		t.Fatal(err)
+	}
+	stored := filepath.Join(s.DataDir, "recordings", running.GrantID+".jgr")
+	waitFor(t, 30*time.Second, "the running session's recording stored once the spool is back", func() bool {
+		_, evs, err := record.ReadFile(stored)
+		return err == nil && slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "spool_broke") })
+	})
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
