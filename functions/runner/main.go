@@ -17,8 +17,9 @@
 //
 // Configuration: functions/internal/deploy (JITGATE_TABLE, JITGATE_BUCKET,
 // VAULT_ADDR, …). The function's role needs dynamodb:GetItem on the table,
-// s3:PutObject (+ retention) under the recordings prefix and kms:GenerateDataKey
-// on the bucket key; it needs no Vault token: unwrapping is authorised by the
+// s3:PutObject (+ retention) under the recordings prefix, kms:GenerateDataKey
+// on the bucket key, and kms:Sign + kms:GetPublicKey on the recording signing
+// key (JITGATE_RECORDING_SIGNING_KEY); it needs no Vault token: unwrapping is authorised by the
 // wrapping token itself.
 package main
 
@@ -32,10 +33,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/jitgate/jitgate/broker/launch/ecs"
 	launchlambda "github.com/jitgate/jitgate/broker/launch/lambda"
 	"github.com/jitgate/jitgate/ephemeral/engines"
+	"github.com/jitgate/jitgate/ephemeral/record"
+	"github.com/jitgate/jitgate/ephemeral/record/sign/kmssign"
 	"github.com/jitgate/jitgate/functions/internal/deploy"
 )
 
@@ -91,6 +95,30 @@ func setup(ctx context.Context, log *slog.Logger) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &runner{store: store, vault: c.Vault, sink: sink, engines: engines.Table(), log: log,
-		now: time.Now, uploadTimeout: 30 * time.Second}, nil
+	r := &runner{store: store, vault: c.Vault, sink: sink, engines: engines.Table(), log: log,
+		now: time.Now, uploadTimeout: 30 * time.Second}
+	signer, err := recordingSigner(ctx, env, kms.NewFromConfig(c.AWS), log)
+	if err != nil {
+		return nil, err
+	}
+	if signer != nil {
+		r.signer = signer
+	}
+	return r, nil
+}
+
+// recordingSigner is the KMS signer of JITGATE_RECORDING_SIGNING_KEY, or nil
+// (with a warning) when none is configured. A configured key that cannot be
+// used stops the runner: it must not record unsigned by accident.
+func recordingSigner(ctx context.Context, env deploy.Env, client kmssign.API, log *slog.Logger) (*kmssign.Signer, error) {
+	if env.RecordingSigningKey == "" {
+		log.Warn("recordings are not signed: JITGATE_RECORDING_SIGNING_KEY is not set")
+		return nil, nil
+	}
+	s, err := kmssign.New(ctx, kmssign.Config{Client: client, KeyID: env.RecordingSigningKey})
+	if err != nil {
+		return nil, fmt.Errorf("runner: recording signing key: %w", err)
+	}
+	log.Info("recordings are signed", "kms_key", s.KMSKey(), "key_id", record.KeyID(s.PublicKey()))
+	return s, nil
 }

@@ -30,9 +30,11 @@ type GrantReader interface {
 // runner runs one grant's proxy: unwrap, check against the stored grant,
 // session.Run, upload the recording.
 type runner struct {
-	store   GrantReader
-	vault   *vaultapi.Client
-	sink    record.Sink
+	store GrantReader
+	vault *vaultapi.Client
+	sink  record.Sink
+	// signer seals every recording (kmssign in AWS); nil records unsigned.
+	signer  record.Signer
 	engines map[spec.Protocol]session.Factory
 	log     *slog.Logger
 	now     func() time.Time
@@ -118,7 +120,7 @@ func (r *runner) exec(ctx context.Context, inv launchlambda.Invocation) launchla
 	defer os.RemoveAll(spool)
 	g.Record.Dir = spool
 	var out bytes.Buffer
-	_ = session.Run(ctx, session.Config{Grant: g, Engines: r.engines, Status: &out, Logger: log, Now: r.now})
+	_ = session.Run(ctx, r.sessionConfig(g, &out, log))
 	statuses, err := parseStatuses(&out)
 	if err != nil || len(statuses) == 0 {
 		return fail(spec.CodeInternal, fmt.Errorf("runner: proxy status: %v", err))
@@ -161,7 +163,7 @@ func (r *runner) session(ctx context.Context, id, token string, w io.Writer) err
 	defer os.RemoveAll(spool)
 	g.Record.Dir = spool
 	var out bytes.Buffer
-	runErr := session.Run(ctx, session.Config{Grant: g, Engines: r.engines, Status: io.MultiWriter(w, &out), Logger: log, Now: r.now})
+	runErr := session.Run(ctx, r.sessionConfig(g, io.MultiWriter(w, &out), log))
 	statuses, err := parseStatuses(&out)
 	if err != nil || len(statuses) == 0 {
 		return errors.Join(runErr, fmt.Errorf("runner: proxy status: %v", err))
@@ -173,6 +175,12 @@ func (r *runner) session(ctx context.Context, id, token string, w io.Writer) err
 		return errors.Join(runErr, errors.New(final[0].Error))
 	}
 	return runErr
+}
+
+// sessionConfig is the proxy configuration of one grant: the recording is
+// signed by r.signer and uploaded by storeRecording afterwards.
+func (r *runner) sessionConfig(g *spec.Grant, status io.Writer, log *slog.Logger) session.Config {
+	return session.Config{Grant: g, Engines: r.engines, Status: status, Logger: log, Now: r.now, Signer: r.signer}
 }
 
 func parseStatuses(r io.Reader) ([]spec.Status, error) {

@@ -15,6 +15,9 @@
 //	JITGATE_RECORDING_PREFIX    key prefix of recordings; default "recordings/"
 //	JITGATE_AUDIT_PREFIX        key prefix of audit log segments; default "audit/"
 //	JITGATE_KMS_KEY_ID          KMS key objects are encrypted with; default aws/s3
+//	JITGATE_RECORDING_SIGNING_KEY  KMS key (ECC_NIST_EDWARDS25519 or ECC_NIST_P256, SIGN_VERIFY)
+//	                            the runner signs recordings with (kms:Sign, kms:GetPublicKey);
+//	                            unset: recordings are unsigned (hashes and chain only)
 //	JITGATE_OBJECT_LOCK_MODE    none | governance | compliance; default none
 //	JITGATE_OBJECT_LOCK_DAYS    retention of each object when locking
 //	JITGATE_S3_PATH_STYLE       true for LocalStack and moto
@@ -71,6 +74,9 @@ type Env struct {
 	// VaultAWSRole, VaultAWSMount and VaultServerID configure the AWS IAM
 	// login (functions/internal/vaultauth).
 	VaultAWSRole, VaultAWSMount, VaultServerID string
+	// RecordingSigningKey is the KMS key (id, ARN or alias) the runner signs
+	// recordings with (ephemeral/record/sign/kmssign); "" records unsigned.
+	RecordingSigningKey string
 }
 
 // ECSEnv places session tasks.
@@ -88,20 +94,21 @@ func (e ECSEnv) Enabled() bool { return e.Cluster != "" }
 // values are errors; what a function needs is checked by Require.
 func FromEnv(getenv func(string) string) (Env, error) {
 	e := Env{
-		Table:           getenv("JITGATE_TABLE"),
-		Bucket:          getenv("JITGATE_BUCKET"),
-		RecordingPrefix: orDefault(getenv("JITGATE_RECORDING_PREFIX"), "recordings/"),
-		AuditPrefix:     orDefault(getenv("JITGATE_AUDIT_PREFIX"), "audit/"),
-		KMSKeyID:        getenv("JITGATE_KMS_KEY_ID"),
-		PolicyURI:       getenv("JITGATE_POLICY_URI"),
-		MaskKeyURI:      getenv("JITGATE_MASK_KEY_URI"),
-		RunnerFunction:  getenv("JITGATE_RUNNER_FUNCTION"),
-		Listen:          orDefault(getenv("JITGATE_LISTEN"), "127.0.0.1:8080"),
-		FunctionName:    getenv("AWS_LAMBDA_FUNCTION_NAME"),
-		VaultAddr:       getenv("VAULT_ADDR"),
-		VaultAWSRole:    getenv("JITGATE_VAULT_AWS_ROLE"),
-		VaultAWSMount:   orDefault(getenv("JITGATE_VAULT_AWS_MOUNT"), "aws"),
-		VaultServerID:   getenv("JITGATE_VAULT_SERVER_ID"),
+		Table:               getenv("JITGATE_TABLE"),
+		Bucket:              getenv("JITGATE_BUCKET"),
+		RecordingPrefix:     orDefault(getenv("JITGATE_RECORDING_PREFIX"), "recordings/"),
+		AuditPrefix:         orDefault(getenv("JITGATE_AUDIT_PREFIX"), "audit/"),
+		KMSKeyID:            getenv("JITGATE_KMS_KEY_ID"),
+		RecordingSigningKey: getenv("JITGATE_RECORDING_SIGNING_KEY"),
+		PolicyURI:           getenv("JITGATE_POLICY_URI"),
+		MaskKeyURI:          getenv("JITGATE_MASK_KEY_URI"),
+		RunnerFunction:      getenv("JITGATE_RUNNER_FUNCTION"),
+		Listen:              orDefault(getenv("JITGATE_LISTEN"), "127.0.0.1:8080"),
+		FunctionName:        getenv("AWS_LAMBDA_FUNCTION_NAME"),
+		VaultAddr:           getenv("VAULT_ADDR"),
+		VaultAWSRole:        getenv("JITGATE_VAULT_AWS_ROLE"),
+		VaultAWSMount:       orDefault(getenv("JITGATE_VAULT_AWS_MOUNT"), "aws"),
+		VaultServerID:       getenv("JITGATE_VAULT_SERVER_ID"),
 		ECS: ECSEnv{
 			Cluster:        getenv("JITGATE_ECS_CLUSTER"),
 			TaskDefinition: getenv("JITGATE_ECS_TASK_DEFINITION"),
