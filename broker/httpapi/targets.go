@@ -30,7 +30,7 @@ type AccessView struct {
 	Quorum    int      `json:"quorum,omitempty"`
 }
 
-var toolFor = map[spec.Protocol]string{spec.Postgres: "sql_query", spec.SSH: "ssh_exec", spec.HTTP: "http_request", spec.Kube: "kubectl_exec"}
+var toolFor = map[spec.Protocol]string{spec.Postgres: "sql_query", spec.SSH: "ssh_exec", spec.HTTP: "http_request", spec.Kube: "kubectl_exec", spec.Config: "read_config"}
 
 // targets answers GET /v1/targets from the policy, for the caller's identity.
 func (a *api) targets(w http.ResponseWriter, r *http.Request, who identity.Identity) {

@@ -183,6 +183,7 @@ func execCommand() *cli.Command {
 			&cli.StringFlag{Name: "sql", Usage: "the statement (postgres targets)"},
 			&cli.StringFlag{Name: "command", Usage: "the shell command (ssh targets)"},
 			&cli.StringFlag{Name: "http", Usage: `the request (http targets), e.g. "GET /v1/flags"`},
+			&cli.StringFlag{Name: "key", Usage: `the key to read (config targets), e.g. flags/db_url, or 'flags/*'`},
 			kubeExecFlag(),
 			&cli.StringFlag{Name: "format", Usage: "table, json or csv", Value: "table"},
 		),
@@ -195,15 +196,15 @@ func execCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if n := btoi(cmd.String("sql") != "") + btoi(cmd.String("command") != "") + btoi(cmd.String("http") != "") + btoi(kubeOp != nil); n != 1 {
-				return usageErr("exec needs exactly one of --sql (postgres targets), --command (ssh targets), --http (http targets) or --pod NS/POD[/CONTAINER] -- ARGV (kube targets)")
+			if n := btoi(cmd.String("sql") != "") + btoi(cmd.String("command") != "") + btoi(cmd.String("http") != "") + btoi(kubeOp != nil) + btoi(cmd.String("key") != ""); n != 1 {
+				return usageErr("exec needs exactly one of --sql (postgres targets), --command (ssh targets), --http (http targets), --key (config targets) or --pod NS/POD[/CONTAINER] -- ARGV (kube targets)")
 			}
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
 			g, err := requestAndWait(ctx, c, cmd, httpapi.GrantRequest{Target: cmd.String("target"), Mode: "exec", SQL: cmd.String("sql"),
-				Command: cmd.String("command"), HTTP: cmd.String("http"), Kube: kubeOp, Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
+				Command: cmd.String("command"), HTTP: cmd.String("http"), Config: cmd.String("key"), Kube: kubeOp, Reason: cmd.String("reason"), TTL: durString(cmd.Duration("ttl"))})
 			if err != nil {
 				return err
 			}

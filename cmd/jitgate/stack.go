@@ -294,6 +294,9 @@ func buildSource(t *policy.Target) (credentials.Source, error) {
 	if t.Protocol == spec.Kube {
 		return buildKubeSource(t)
 	}
+	if t.Protocol == spec.Config {
+		return buildConfigSource(t)
+	}
 	switch c.Source {
 	case policy.SourceLocal:
 		dsn, err := resolveRef(c.AdminDSN)
