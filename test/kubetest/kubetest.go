@@ -22,6 +22,8 @@ package kubetest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -89,7 +91,11 @@ func Start(t testing.TB) *Server {
 // StartPods runs a double serving pods until the test ends.
 func StartPods(t testing.TB, pods []Pod) *Server {
 	t.Helper()
-	s := &Server{token: "kubetest-" + strconv.FormatInt(time.Now().UnixNano(), 36), dir: t.TempDir(), pods: pods}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{token: "kubetest-" + hex.EncodeToString(tok), dir: t.TempDir(), pods: pods}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)

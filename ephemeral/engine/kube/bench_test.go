@@ -19,9 +19,11 @@ import (
 //	go test -run XXX -bench BenchmarkExecStream ./ephemeral/engine/kube/
 func BenchmarkExecStream(b *testing.B) {
 	p := startProxy(b, opts{scope: defaultScope()})
+	plain := startProxy(b, opts{scope: defaultScope(), noMask: true})
 	line := "2026-11-26T03:00:00Z GET /v1/orders/12345 200 user=alice latency=12ms\n"
 	const size = 16 << 20
 	p.plant(b, "big.txt", strings.Repeat(line, size/len(line)))
+	plain.plant(b, "big.txt", strings.Repeat(line, size/len(line)))
 	n := int64(size / len(line) * len(line))
 	path := "/api/v1/namespaces/shop/pods/web-1/exec?command=cat&command=big.txt&container=app&stdout=true&stderr=true"
 	for _, tc := range []struct {
@@ -32,6 +34,8 @@ func BenchmarkExecStream(b *testing.B) {
 			TLSClientConfig: rest.TLSClientConfig{CAData: []byte(p.up.CAPEM())}}},
 		{"proxy", &rest.Config{Host: "https://" + p.addr, BearerToken: string(p.grant.ClientSecret),
 			TLSClientConfig: rest.TLSClientConfig{CAData: []byte(p.eng.CertificatePEM())}}},
+		{"proxy-unmasked", &rest.Config{Host: "https://" + plain.addr, BearerToken: string(plain.grant.ClientSecret),
+			TLSClientConfig: rest.TLSClientConfig{CAData: []byte(plain.eng.CertificatePEM())}}},
 	} {
 		tc.cfg.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
 		b.Run(tc.name, func(b *testing.B) {

@@ -53,6 +53,7 @@ type opts struct {
 	mode     spec.Mode
 	op       string
 	pods     []kubetest.Pod
+	noMask   bool
 }
 
 func defaultScope() spec.KubeScope {
@@ -92,6 +93,9 @@ func startProxy(t testing.TB, o opts) *proxy {
 	mk, err := mask.New(mask.Config{Detectors: []string{"credit_card", "aws_access_key"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.noMask {
+		mk = nil
 	}
 	eng, err := kube.New(kube.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec})
 	if err != nil {
