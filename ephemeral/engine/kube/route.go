@@ -53,7 +53,7 @@ const maxURI = 16 << 10
 
 // query parameters allowed per route, each at most once (command excepted).
 var (
-	discoveryParams = map[string]bool{"timeout": true}
+	discoveryParams = map[string]bool{"timeout": true, "hash": true}
 	listParams      = map[string]bool{"timeout": true, "limit": true, "continue": true, "resourceVersion": true,
 		"resourceVersionMatch": true, "labelSelector": true, "timeoutSeconds": true}
 	getParams  = map[string]bool{"timeout": true, "resourceVersion": true}

@@ -102,3 +102,38 @@ func TestInteractiveShellOverWebSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketV4AndSPDYClients: client-go's executors over
+// v4.channel.k8s.io and SPDY get the masked output and the exit status.
+func TestWebSocketV4AndSPDYClients(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, opts{scope: defaultScope()})
+	p.plant(t, "orders.txt", "order 5 paid with "+card+"\n")
+	cfg := &rest.Config{Host: "https://" + p.addr, BearerToken: string(p.grant.ClientSecret),
+		TLSClientConfig: rest.TLSClientConfig{CAData: []byte(p.eng.CertificatePEM())},
+		Proxy:           func(*http.Request) (*url.URL, error) { return nil, nil }}
+	u := cfg.Host + "/api/v1/namespaces/shop/pods/web-1/exec?command=sh&command=-c&command=cat+orders.txt%3B+exit+4&container=app&stdout=true&stderr=true"
+	pu, _ := url.Parse(u)
+	v4, err := remotecommand.NewWebSocketExecutorForProtocols(cfg, "GET", u, "v4.channel.k8s.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", pu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ex   remotecommand.Executor
+	}{{"spdy", spdy}, {"v4", v4}, {"spdy again", spdy}} {
+		name, ex := tc.name, tc.ex
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var errb bytes.Buffer
+		err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &errb})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "exit code 4") || !strings.Contains(out.String(), "order 5 paid with") || strings.Contains(out.String(), card) {
+			t.Fatalf("%s: err %v, output %q", name, err, out.String())
+		}
+	}
+}
