@@ -402,20 +402,32 @@ func Children(ppid int, arg string) []int {
 	return out
 }
 
-// RSS is a process's resident set size in bytes (VmRSS in /proc/PID/status).
-func RSS(pid int) (int64, error) {
+// RSS is a process's resident set size in bytes (VmRSS in /proc/PID/status)
+// and the anonymous part of it (RssAnon: heap and stacks, private to the
+// process; the rest is mostly the binary's pages, shared between proxies).
+func RSS(pid int) (rss, anon int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	found := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			return kb * 1024, err
+		for key, dst := range map[string]*int64{"VmRSS:": &rss, "RssAnon:": &anon} {
+			if v, ok := strings.CutPrefix(line, key); ok {
+				f := strings.Fields(v)
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				if err != nil {
+					return 0, 0, fmt.Errorf("pid %d: %s %w", pid, key, err)
+				}
+				*dst = kb * 1024
+				found++
+			}
 		}
 	}
-	return 0, fmt.Errorf("pid %d: no VmRSS", pid)
+	if found != 2 {
+		return 0, 0, fmt.Errorf("pid %d: no VmRSS/RssAnon", pid)
+	}
+	return rss, anon, nil
 }
 
 // OpenFDs counts a process's open file descriptors.
