@@ -22,9 +22,10 @@
 //
 //   - discovery: GET /version, /api, /api/v1, /apis, /apis/G, /apis/G/V,
 //     /openapi/v2, /openapi/v3[/...];
-//   - GET of a pod in Guard.Kube.Namespace whose name matches Kube.Pods;
-//     GET of the namespace's pod list only when Kube.Pods is empty (a list
-//     would show pods outside the globs);
+//   - GET of a pod in Guard.Kube.Namespace whose name matches Kube.Pods,
+//     and of the namespace's pod list; with Kube.Pods set the list is fetched
+//     whole as a plain PodList (no paging, at most 64 MiB) and only the
+//     matching pods are passed on;
 //   - pods/exec (GET with a WebSocket upgrade, POST with SPDY) when
 //     Kube.Exec is set, the pod and container match their globs (a grant with
 //     container globs requires container=), and the argv passes: tar (kubectl

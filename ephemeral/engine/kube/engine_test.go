@@ -84,7 +84,7 @@ func TestAdversarialRequests(t *testing.T) {
 		{"upper case namespace", "GET", "/api/v1/namespaces/SHOP/pods", nil, 403, "namespace SHOP is not covered"},
 		{"other namespace", "GET", "/api/v1/namespaces/other/pods/x-1", nil, 403, "namespace other is not covered"},
 		{"pod outside globs", "GET", pods + "/db-1", nil, 403, "pod db-1 is not covered"},
-		{"list with pod globs", "GET", pods, nil, 403, "listing pods is not allowed when the grant names pods"},
+		{"paged list with pod globs", "GET", pods + "?limit=1&continue=abc", nil, 403, "paged pod lists are not allowed when the grant names pods"},
 		{"all namespaces", "GET", "/api/v1/pods", nil, 403, "across all namespaces"},
 		{"watch path", "GET", "/api/v1/watch/namespaces/shop/pods", nil, 403, "watch is not allowed"},
 		{"watch param", "GET", pods + "/web-1?watch=true", nil, 403, "watch is not allowed"},

@@ -93,3 +93,22 @@ func TestKubectlWrongToken(t *testing.T) {
 		t.Fatalf("unauthenticated requests reached the API server: %+v", p.up.Requests())
 	}
 }
+
+// TestKubectlGetPodsFilteredByGlobs: with pod globs, a list shows only the
+// matching pods and a get of another pod is refused.
+func TestKubectlGetPodsFilteredByGlobs(t *testing.T) {
+	t.Parallel()
+	scope := defaultScope()
+	scope.Pods = []string{"web-*"}
+	p := startProxy(t, opts{scope: scope})
+	for _, args := range [][]string{{"get", "pods", "-n", "shop"}, {"get", "pods", "-n", "shop", "-o", "name"}} {
+		r := p.kubectl(t, nil, "", args...)
+		if r.code != 0 || !strings.Contains(r.out, "web-1") || !strings.Contains(r.out, "web-2") || strings.Contains(r.out, "db-1") {
+			t.Fatalf("kubectl %v: want web-1 and web-2 only: %s", args, r)
+		}
+	}
+	r := p.kubectl(t, nil, "", "get", "pod", "db-1", "-n", "shop")
+	if r.code == 0 || !strings.Contains(r.err, "jitgate: pod db-1 is not covered by this grant") {
+		t.Fatalf("get of a pod outside the globs: %s", r)
+	}
+}

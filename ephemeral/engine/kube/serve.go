@@ -185,7 +185,13 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 			req.Header.Set(h, v)
 		}
 	}
-	req.Header.Set("Accept", acceptJSON(r.Header.Values("Accept")))
+	filter := rt.Kind == KindListPods && len(e.g.Guard.Kube.Pods) > 0
+	if filter {
+		// A plain PodList, filtered by the pod globs below.
+		req.Header.Set("Accept", "application/json")
+	} else {
+		req.Header.Set("Accept", acceptJSON(r.Header.Values("Accept")))
+	}
 	req.Header.Set("Authorization", "Bearer "+string(e.g.Credential.Token))
 	resp, err := e.up.RoundTrip(req)
 	if err != nil {
@@ -207,6 +213,23 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 	}
 	var n int64
+	if filter && resp.StatusCode == http.StatusOK {
+		b, err := e.filterPods(resp.Body)
+		if err != nil {
+			_ = e.rec(record.Event{Type: record.Error, Conn: conn, Tag: "upstream", Statement: rt.Upstream, Error: err.Error()})
+			writeStatus(w, http.StatusBadGateway, "InternalError", "jitgate: the pod list cannot be filtered: "+err.Error())
+			return
+		}
+		b = e.maskAll(b)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		nw, werr := w.Write(b)
+		_ = e.rec(record.Event{Type: record.Result, Conn: conn, Tag: "status 200", Statement: rt.Upstream,
+			Error: fmt.Sprintf("%d bytes (pod list filtered by the grant's pod globs)", nw)})
+		_ = werr
+		return
+	}
 	if rt.Kind == KindDiscovery || e.cfg.Masker == nil {
 		if resp.ContentLength >= 0 && resp.Uncompressed == false {
 			w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -355,4 +378,51 @@ func (c *notifyConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { close(c.done) })
 	return err
+}
+
+// maxPodList bounds a pod list the proxy filters in memory.
+const maxPodList = 64 << 20
+
+// filterPods keeps the items of a PodList whose names match the grant's pod
+// globs. Anything but a PodList is refused.
+func (e *Engine) filterPods(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxPodList+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPodList {
+		return nil, errors.New("the pod list is larger than 64 MiB")
+	}
+	var list map[string]json.RawMessage
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	var kind string
+	if err := json.Unmarshal(list["kind"], &kind); err != nil || kind != "PodList" {
+		return nil, fmt.Errorf("not a PodList (kind %q)", kind)
+	}
+	var items []json.RawMessage
+	if raw, ok := list["items"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, fmt.Errorf("items: %w", err)
+		}
+	}
+	keep := []json.RawMessage{}
+	for _, it := range items {
+		var pod struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(it, &pod); err != nil {
+			return nil, fmt.Errorf("item: %w", err)
+		}
+		if globMatch(e.g.Guard.Kube.Pods, pod.Metadata.Name) {
+			keep = append(keep, it)
+		}
+	}
+	if list["items"], err = json.Marshal(keep); err != nil {
+		return nil, err
+	}
+	return json.Marshal(list)
 }
