@@ -1236,3 +1236,51 @@ func TestHTTPOperation(t *testing.T) {
 		}
 	}
 }
+
+// TestMCPReadConfig: read_config with a key against a config target through
+// jitgate dev: the broker reads the embedded store, the proxy masks, and a
+// key outside the target's globs is denied before anything is issued.
+func TestMCPReadConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	storePath := filepath.Join(dir, "store.json")
+	if err := os.WriteFile(storePath, []byte(`{"flags":{"beta":"true","db_password":"pw-never-shown"},"admin":{"root":"root-never-shown"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDevPolicy(t, fmt.Sprintf(`version: 1
+targets:
+  - name: app-config
+    kind: config
+    keys: ["flags/*"]
+    credentials: {source: local, store: "file:%s"}
+rules:
+  - name: agents-read-config
+    when: '"ai-agents" in identity.groups'
+    targets: [app-config]
+    access: read
+`, storePath))
+	agent := d.token("agent-1", "ai-agents")
+	cs := connectMCP(t, mcpConfig{Broker: d.broker, Tokens: staticToken(agent), Policy: d.pol}, nil)
+	out, res, raw := call[outcome](t, cs, toolReadConfig, map[string]any{"target": "app-config", "key": "flags/*", "reason": "r"}, nil)
+	if res.IsError || out.State != "ok" || out.Tag != "KEYS 2" || len(out.Rows) != 2 {
+		t.Fatalf("%s", raw)
+	}
+	if strings.Contains(raw, "pw-never-shown") || !strings.Contains(raw, `"true"`) {
+		t.Fatalf("masking: %s", raw)
+	}
+	for _, key := range []string{"admin/root", "flags/../admin/root"} {
+		out, res, raw := call[outcome](t, cs, toolReadConfig, map[string]any{"target": "app-config", "key": key, "reason": "r"}, nil)
+		if !res.IsError || out.State != "denied" || strings.Contains(raw, "root-never-shown") {
+			t.Errorf("%q: %s", key, raw)
+		}
+	}
+	// A path aimed at the config target is for ssh targets: refused locally.
+	out, res, raw = call[outcome](t, cs, toolReadConfig, map[string]any{"target": "app-config", "path": "/etc/passwd", "reason": "r"}, nil)
+	if !res.IsError || out.State != "bad_request" || out.GrantID != "" {
+		t.Fatalf("path on a config target: %s", raw)
+	}
+	out, res, raw = call[outcome](t, cs, toolReadConfig, map[string]any{"target": "app-config", "reason": "r"}, nil)
+	if !res.IsError || out.State != "bad_request" {
+		t.Fatalf("neither key nor path: %s", raw)
+	}
+}
