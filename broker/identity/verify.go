@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -212,17 +211,12 @@ func (v *Verifier) verify(ctx context.Context, raw string) (Identity, error) {
 	if err := is.discover(ctx); err != nil {
 		return Identity{}, err
 	}
-	// The signature, against the issuer's cached keys (VerifySignature parses
-	// the token once more with go-jose under the issuer's algorithm list).
-	// iss, aud, azp and the times were checked above on the same payload, so
-	// go-oidc's IDTokenVerifier (a second parse and two more JSON decodes of
-	// the claims) is not needed on this path.
-	verified, err := is.VerifySignature(ctx, raw)
-	if err != nil {
+	// The signature, against the issuer's cached keys. iss, aud, azp and the
+	// times were checked above on the same payload, so go-oidc's
+	// IDTokenVerifier (a second parse and two more JSON decodes of the
+	// claims) is not needed on this path.
+	if err := is.verifySignature(ctx, raw, hdr, alg, payloadJSON); err != nil {
 		return Identity{}, err
-	}
-	if !bytes.Equal(verified, payloadJSON) {
-		return Identity{}, errors.New("verified payload differs from parsed payload")
 	}
 	exp, _ := numericDate(claims["exp"])
 	id := Identity{

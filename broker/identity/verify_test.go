@@ -2,9 +2,11 @@ package identity_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -89,6 +91,24 @@ func TestVerifyRefusesAttacks(t *testing.T) {
 		{"ES256 with a truncated signature", ecEnv, func(t *testing.T, e *env) string {
 			tok := e.sign(t, nil, e.claims())
 			return tok[:strings.LastIndex(tok, ".")+1] + b64(make([]byte, 8))
+		}, "signature invalid"},
+		{"ES256 with an ASN.1 (DER) signature of the right input", ecEnv, func(t *testing.T, e *env) string {
+			tok := e.sign(t, nil, e.claims())
+			dot := strings.LastIndex(tok, ".")
+			sum := sha256.Sum256([]byte(tok[:dot]))
+			der, err := e.key.Sign(rand.Reader, sum[:], crypto.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok[:dot+1] + b64(der)
+		}, "signature invalid"},
+		{"kid that is not a string", rsaEnv, func(t *testing.T, e *env) string {
+			return e.sign(t, map[string]any{"kid": 1}, e.claims())
+		}, "kid is not a string"},
+		{"RS256 token with a valid signature over other claims", rsaEnv, func(t *testing.T, e *env) string {
+			a := strings.Split(e.sign(t, nil, e.claims()), ".")
+			b := strings.Split(e.sign(t, nil, with(e.claims(), "sub", "admin")), ".")
+			return a[0] + "." + b[1] + "." + a[2]
 		}, "signature invalid"},
 		{"RS256 token with a flipped payload byte", rsaEnv, func(t *testing.T, e *env) string {
 			tok := e.sign(t, nil, e.claims())
