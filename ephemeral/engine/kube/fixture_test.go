@@ -101,11 +101,21 @@ func startProxy(t testing.TB, o opts) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &proxy{eng: eng, grant: g, addr: serveUntil(t, eng, o.deadline, rec), rec: rec, dir: dir, up: up}
+}
+
+// serveEngine serves eng on a loopback listener until the test ends.
+func serveEngine(t testing.TB, eng *kube.Engine) string {
+	return serveUntil(t, eng, time.Now().Add(time.Hour), nil)
+}
+
+func serveUntil(t testing.TB, eng *kube.Engine, deadline time.Time, rec *record.Recorder) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), o.deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	go func() {
@@ -128,9 +138,11 @@ func startProxy(t testing.TB, o opts) *proxy {
 		case <-time.After(10 * time.Second):
 			t.Error("proxy did not stop within 10s of cancel")
 		}
-		rec.Close()
+		if rec != nil {
+			rec.Close()
+		}
 	})
-	return &proxy{eng: eng, grant: g, addr: ln.Addr().String(), rec: rec, dir: dir, up: up}
+	return ln.Addr().String()
 }
 
 // events flushes and reads the recording so far.
