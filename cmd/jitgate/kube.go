@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -101,7 +102,7 @@ type namedCluster struct {
 	Name    string `yaml:"name"`
 	Cluster struct {
 		Server                   string `yaml:"server"`
-		CertificateAuthorityData []byte `yaml:"certificate-authority-data"`
+		CertificateAuthorityData string `yaml:"certificate-authority-data"` // base64 of the PEM
 	} `yaml:"cluster"`
 }
 
@@ -150,7 +151,7 @@ func kubeSessionEnv(ctx context.Context, grantID string, s *httpapi.SessionRespo
 	var cl namedCluster
 	cl.Name = name
 	cl.Cluster.Server = "https://" + net.JoinHostPort(s.Host, s.Port)
-	cl.Cluster.CertificateAuthorityData = []byte(certPEM)
+	cl.Cluster.CertificateAuthorityData = base64.StdEncoding.EncodeToString([]byte(certPEM))
 	var u namedUser
 	u.Name = name
 	u.User.Token = s.Password
