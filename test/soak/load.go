@@ -70,6 +70,12 @@ func (r loadReport) String() string {
 func runLoad(t *testing.T, l load) loadReport {
 	t.Helper()
 	s := harness.Start(t, harness.Options{Bin: bin, Metrics: true})
+	if need := 2*l.Grants + 50; need > 300 {
+		// Each proxy holds two upstream connections (the client's and the
+		// masking catalog's); pgtest starts PostgreSQL with 300.
+		s.StopPG()
+		s.StartPG(fmt.Sprintf("-c max_connections=%d", need))
+	}
 	ctx := context.Background()
 	agent := s.Token("agent-soak", "ai-agents")
 	var rep loadReport
@@ -108,6 +114,7 @@ func runLoad(t *testing.T, l load) loadReport {
 			sess, err := s.OpenSession(agent, "soak-db", l.Duration+2*time.Minute)
 			var conn *pgx.Conn
 			if err == nil {
+				sessions[i] = sess // ended below whatever happens next
 				conn, err = pgx.Connect(ctx, sess.DSN)
 			}
 			<-gate
@@ -116,7 +123,6 @@ func runLoad(t *testing.T, l load) loadReport {
 				fail(fmt.Errorf("grant %d: %w", i, err))
 				return
 			}
-			sessions[i] = sess
 			defer conn.Close(ctx)
 			stop := time.Now().Add(l.Duration)
 			for q := 0; time.Now().Before(stop); q++ {

@@ -17,11 +17,15 @@ func (s *Stack) StopPG() {
 	}
 }
 
-// StartPG starts PostgreSQL again on the same port and data.
-func (s *Stack) StartPG() {
+// StartPG starts PostgreSQL again on the same port and data; extra are more
+// server options ("-c max_connections=500", later ones win).
+func (s *Stack) StartPG(extra ...string) {
 	s.T.Helper()
-	if out, err := s.pgctl("-w", "-t", "30", "start", "-l", filepath.Join(s.PG.Dir, "restart.log"),
-		"-o", fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c fsync=off -c max_connections=300", s.PG.Port, s.PG.Dir)); err != nil {
+	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c fsync=off -c max_connections=300", s.PG.Port, s.PG.Dir)
+	for _, e := range extra {
+		opts += " " + e
+	}
+	if out, err := s.pgctl("-w", "-t", "30", "start", "-l", filepath.Join(s.PG.Dir, "restart.log"), "-o", opts); err != nil {
 		s.T.Fatalf("pg_ctl start: %v\n%s", err, out)
 	}
 }
