@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jitgate/jitgate/broker/credentials/sshca"
+	"github.com/jitgate/jitgate/ephemeral/record/asciicast"
+	"github.com/jitgate/jitgate/test/sshtest"
+)
+
+// TestSSHShellReplay: an admin opens an interactive shell on a real OpenSSH
+// server with the real ssh client (a pty, through `jitgate connect`), types
+// commands, one of which prints a card number. `jitgate recording verify`
+// says the recording and its terminal cast verify, and `jitgate replay`
+// plays back exactly what the client's terminal showed (masked), with no
+// clipboard or title escape sequences.
+func TestSSHShellReplay(t *testing.T) {
+	caPEM, err := sshca.GenerateCAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := sshca.LoadCA(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{ssh_authorized(ca)}})
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ssh_ca")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(srv.Home, "card.txt")
+	if err := os.WriteFile(secretFile, []byte("card 4111 1111 1111 1111 on file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		_ = exec.Command("chown", srv.User, secretFile).Run()
+	}
+	iss, ts := startTLSIssuer(t)
+	policyText := fmt.Sprintf(`version: 1
+issuers:
+  - {name: test, issuer: %s, audience: jitgate}
+targets:
+  - name: box
+    kind: ssh
+    address: %s
+    user: %s
+    known_hosts: [%q]
+    credentials: {source: local, ca_key: "file:%s"}
+    masking: {detectors: [credit_card]}
+    commands: {interactive: true}
+rules:
+  - name: admins-shell
+    when: '"admins" in identity.groups'
+    targets: [box]
+    access: admin
+`, ts.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	dataDir := filepath.Join(dir, "data")
+	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen)
+	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
+	startJitgate(t, envv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", dataDir, "--log-level", "warn")
+	waitHealthy(t, "http://"+listen+"/healthz")
+	tok, err := iss.Token("alice", []string{"admins"}, "jitgate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) (string, string, int) {
+		c := exec.Command(jitgateBin, args...)
+		c.Env = append(envv, "JITGATE_TOKEN="+tok)
+		c.Stdin = strings.NewReader(stdin)
+		var out, errb strings.Builder
+		c.Stdout, c.Stderr = &out, &errb
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return out.String(), errb.String(), code
+	}
+
+	// -tt: a pty even though stdin is a pipe, so sshd runs an interactive
+	// login shell and the proxy records it as a terminal session.
+	sshCmd := `ssh -tt -F /dev/null -o UserKnownHostsFile="$JITGATE_KNOWN_HOSTS" -o StrictHostKeyChecking=yes ` +
+		`-o PreferredAuthentications=password -o PubkeyAuthentication=no -o NumberOfPasswordPrompts=1 -o LogLevel=error ` +
+		`-p "$JITGATE_PORT" "$JITGATE_USER@$JITGATE_HOST"`
+	typed := "echo marker-$((6*7))\nprintf 'osc\\033]52;c;ZXZpbA==\\007-end\\n'\ncat card.txt\nexit\n"
+	client, errOut, code := run(typed, "connect", "--target", "box", "--access", "admin", "--quiet", "--", "sh", "-c", sshCmd)
+	if code != 0 || !strings.Contains(client, "marker-42") || !strings.Contains(client, "on file") {
+		time.Sleep(time.Second)
+		m, _ := filepath.Glob(filepath.Join(dataDir, "*", "*.jgr"))
+		for _, p := range m {
+			out, errOut, _ := run("", "replay", p, "--transcript-only")
+			t.Logf("recording %s:\n%s%s", p, out, errOut)
+		}
+		t.Fatalf("ssh shell through connect: exit %d\nstdout %q\nstderr %s", code, client, errOut)
+	}
+	if strings.Contains(strings.ReplaceAll(client, " ", ""), "4111111111111111") {
+		t.Fatalf("the client saw the card number unmasked:\n%q", client)
+	}
+
+	// The proxy stores its recording before it exits; the broker may still be
+	// reaping it when connect returns.
+	var rec string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && rec == "" {
+		m, _ := filepath.Glob(filepath.Join(dataDir, "recordings", "*.jgr"))
+		casts, _ := filepath.Glob(filepath.Join(dataDir, "recordings", "*.cast"))
+		if len(m) == 1 && len(casts) == 1 {
+			rec = m[0]
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rec == "" {
+		t.Fatal("no recording with one terminal cast was stored")
+	}
+	id := strings.TrimSuffix(filepath.Base(rec), ".jgr")
+
+	out, errOut, code := run("", "recording", "verify", id, "--data-dir", dataDir)
+	if code != 0 || !strings.Contains(out, "ok, grant "+id) || !strings.Contains(out, "matches its seal") {
+		t.Fatalf("recording verify: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	replayed, errOut, code := run("", "replay", id, "--data-dir", dataDir, "--no-wait")
+	if code != 0 || !strings.Contains(errOut, "verified:") || !strings.Contains(errOut, "── terminal "+id+".") {
+		t.Fatalf("replay: exit %d\nstderr %s", code, errOut)
+	}
+	// The terminal part of the replay is what the client's terminal showed,
+	// minus the escape strings the player removes.
+	var z asciicast.Sanitizer
+	want := z.Clean(client)
+	if !strings.HasSuffix(replayed, want) {
+		t.Errorf("the replay does not end with what the client saw\nclient (sanitized): %q\nreplay: %q", want, replayed)
+	}
+	if strings.Contains(replayed, "\x1b]52") || !strings.Contains(replayed, "osc-end") {
+		t.Errorf("the replay keeps the OSC 52 clipboard write or lost its text: %q", replayed)
+	}
+	if strings.Contains(strings.ReplaceAll(replayed, " ", ""), "4111111111111111") {
+		t.Errorf("the replay shows the card number")
+	}
+	// The transcript names the shell and its recorded cast.
+	if !strings.Contains(replayed, "shell") || !strings.Contains(replayed, id+".") {
+		t.Errorf("the transcript does not name the shell and its cast:\n%s", replayed)
+	}
+
+	// --step stops at every Enter the user sent: once per recorded input
+	// event holding one (the pipe may deliver several lines in one read).
+	castPaths, _ := filepath.Glob(filepath.Join(dataDir, "recordings", id+".*.cast"))
+	f, err := os.Open(castPaths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, castEvs, err := asciicast.Read(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enters := 0
+	for _, e := range castEvs {
+		if e.Code == asciicast.Input && strings.ContainsAny(e.Data, "\r\n") {
+			enters++
+		}
+	}
+	_, errOut, code = run(strings.Repeat("\n", enters), "replay", id, "--data-dir", dataDir, "--no-wait", "--step")
+	if n := strings.Count(errOut, "next command"); code != 0 || n != enters || enters == 0 {
+		t.Errorf("--step: exit %d, %d stops, want %d (one per recorded Enter)\n%s", code, n, enters, errOut)
+	}
+	// A viewer who closes stdin ends the playback.
+	if _, errOut, code = run("", "replay", id, "--data-dir", dataDir, "--no-wait", "--step"); code != 1 || !strings.Contains(errOut, "step: EOF") {
+		t.Errorf("--step with stdin closed: exit %d, %s", code, errOut)
+	}
+	// --speed plays at a pace, and finishes.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, jitgateBin, "replay", id, "--data-dir", dataDir, "--speed", "50", "--idle-limit", "100ms")
+	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "marker-42") {
+		t.Errorf("--speed 50: %v\n%s", err, out)
+	}
+	if _, errOut, code := run("", "replay", id, "--data-dir", dataDir, "--speed", "0"); code != 2 || !strings.Contains(errOut, "--speed") {
+		t.Errorf("--speed 0: exit %d, %s", code, errOut)
+	}
+
+	// An edited cast is refused by verify and by replay, naming it.
+	castPath, _ := filepath.Glob(filepath.Join(dataDir, "recordings", id+".*.cast"))
+	b, err := os.ReadFile(castPath[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(castPath[0], []byte(strings.Replace(string(b), "marker-42", "marker-43", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run("", "recording", "verify", id, "--data-dir", dataDir); code != 1 || !strings.Contains(errOut, "do NOT") || !strings.Contains(errOut, filepath.Base(castPath[0])) {
+		t.Errorf("verify with an edited cast: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := run("", "replay", id, "--data-dir", dataDir, "--no-wait"); code != 1 || strings.Contains(out, "marker-43") || !strings.Contains(errOut, "BROKEN terminal casts") {
+		t.Errorf("replay with an edited cast: exit %d\n%s%s", code, out, errOut)
+	}
+}
