@@ -23,18 +23,21 @@ package kubetest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,6 +83,8 @@ type Server struct {
 	pods  []Pod
 	mu    sync.Mutex
 	reqs  []Request
+	// running counts exec'd commands not finished yet.
+	running atomic.Int64
 }
 
 // Start runs a double with DefaultPods until the test ends.
@@ -97,6 +102,19 @@ func StartPods(t testing.TB, pods []Pod) *Server {
 	}
 	s := &Server{token: "kubetest-" + hex.EncodeToString(tok), dir: t.TempDir(), pods: pods}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	// An exec's command is killed when its connection closes (a hijacked
+	// request's context is not cancelled by the server).
+	s.srv.Listener = &closeListener{Listener: s.srv.Listener}
+	s.srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if tc, ok := c.(*tls.Conn); ok {
+			if nc, ok := tc.NetConn().(*closeConn); ok {
+				ctx, cancel := context.WithCancel(ctx)
+				go func() { <-nc.done; cancel() }()
+				return ctx
+			}
+		}
+		return ctx
+	}
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	return s
@@ -116,6 +134,10 @@ func (s *Server) Token() string { return s.token }
 
 // Dir is the working directory exec'd commands run in.
 func (s *Server) Dir() string { return s.dir }
+
+// Running is the number of exec'd commands still running: a command whose
+// stream was closed (the proxy's deadline, the agent leaving) is killed.
+func (s *Server) Running() int { return int(s.running.Load()) }
 
 // Requests returns a copy of the requests seen so far.
 func (s *Server) Requests() []Request {
@@ -253,7 +275,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, pod Pod) {
 	}
 	b := func(n string) bool { v := q.Get(n); return v == "true" || v == "1" }
 	opts := &crirc.Options{Stdin: b("stdin"), Stdout: b("stdout"), Stderr: b("stderr") && !b("tty"), TTY: b("tty")}
-	ex := hostExecutor{dir: s.dir}
+	ex := hostExecutor{dir: s.dir, running: &s.running}
 	if wsstream.IsWebSocketRequest(r) {
 		serveWebSocket(w, r, ex, cmd, opts)
 		return
@@ -263,7 +285,10 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, pod Pod) {
 }
 
 // hostExecutor runs argv on the local host in dir.
-type hostExecutor struct{ dir string }
+type hostExecutor struct {
+	dir     string
+	running *atomic.Int64
+}
 
 func (h hostExecutor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errw io.WriteCloser,
 	_ bool, resize <-chan crirc.TerminalSize, _ time.Duration) error {
@@ -273,6 +298,8 @@ func (h hostExecutor) ExecInContainer(ctx context.Context, _, _, _ string, cmd [
 			}
 		}()
 	}
+	h.running.Add(1)
+	defer h.running.Add(-1)
 	c := exec.CommandContext(ctx, cmd[0], cmd[1:]...)
 	c.Dir = h.dir
 	if in != nil {
@@ -337,4 +364,26 @@ func serveWebSocket(w http.ResponseWriter, r *http.Request, ex hostExecutor, cmd
 	}
 	b, _ := json.Marshal(st)
 	_, _ = streams[3].Write(b)
+}
+
+type closeListener struct{ net.Listener }
+
+func (l *closeListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &closeConn{Conn: c, done: make(chan struct{})}, nil
+}
+
+// closeConn closes done when the connection is closed.
+type closeConn struct {
+	net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *closeConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return c.Conn.Close()
 }

@@ -9,11 +9,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/asciicast"
@@ -278,8 +282,60 @@ func TestDeadlineEndsExecStream(t *testing.T) {
 	if time.Since(start) > 40*time.Second {
 		t.Fatalf("exec ran past the deadline for %v", time.Since(start))
 	}
+	// The command upstream was ended with the stream.
+	waitNoneRunning(t, p)
 	// After the deadline nothing is served.
 	if _, err := tls.Dial("tcp", p.addr, &tls.Config{InsecureSkipVerify: true}); err == nil {
 		t.Fatal("the proxy still accepts connections after the deadline")
+	}
+}
+
+// waitNoneRunning waits (bounded) until the double runs no command.
+func waitNoneRunning(t *testing.T, p *proxy) {
+	t.Helper()
+	for i := 0; p.up.Running() != 0; i++ {
+		if i > 200 {
+			t.Fatalf("the upstream command still runs after its stream ended")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestAgentLeavingEndsUpstreamExec: when the agent's connection closes
+// mid-exec, the proxy closes the upstream stream and the command ends.
+func TestAgentLeavingEndsUpstreamExec(t *testing.T) {
+	t.Parallel()
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProxy(t, opts{scope: defaultScope()})
+			cfg := &rest.Config{Host: "https://" + p.addr, BearerToken: string(p.grant.ClientSecret),
+				TLSClientConfig: rest.TLSClientConfig{CAData: []byte(p.eng.CertificatePEM())},
+				Proxy:           func(*http.Request) (*url.URL, error) { return nil, nil }}
+			u := cfg.Host + "/api/v1/namespaces/shop/pods/web-1/exec?command=sleep&command=60&container=app&stdout=true"
+			var ex remotecommand.Executor
+			var err error
+			if tr.name == "spdy" {
+				pu, _ := url.Parse(u)
+				ex, err = remotecommand.NewSPDYExecutor(cfg, "POST", pu)
+			} else {
+				ex, err = remotecommand.NewWebSocketExecutor(cfg, "GET", u)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: io.Discard}) }()
+			for i := 0; p.up.Running() == 0; i++ {
+				if i > 200 {
+					t.Fatal("the command never started upstream")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			cancel() // the agent leaves
+			<-done
+			waitNoneRunning(t, p)
+		})
 	}
 }

@@ -58,6 +58,8 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 	stopSrv := context.AfterFunc(ctx, func() { _ = srv.Close(); ln.Close() })
 	defer stopSrv()
 	err := srv.Serve(ln)
+	// The connection is gone (the agent left, or the deadline): end the
+	// upstream exec streams too rather than let commands run unattended.
 	cancel()
 	wg.Wait()
 	switch {
