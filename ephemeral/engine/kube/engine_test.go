@@ -250,6 +250,16 @@ func TestExecMode(t *testing.T) {
 		len(res.Notices) != 1 || res.Notices[0] != "oops\n" {
 		t.Fatalf("result %+v", res)
 	}
+	// A secret in the command line is masked in the output and the recording.
+	res, err = p.eng.Exec(ctx, `{"namespace":"shop","pod":"web-1","container":"app","command":["echo","`+card+`"]}`)
+	if err != nil || res.Tag != "exit 0" || strings.Contains(res.Output, card) || res.Output == "" {
+		t.Fatalf("echo of a card: %+v, %v", res, err)
+	}
+	for _, ev := range p.events(t) {
+		if strings.Contains(ev.Statement, card) || strings.Contains(ev.Error, card) {
+			t.Fatalf("card in the recording: %+v", ev)
+		}
+	}
 	for _, tc := range []struct{ op, want string }{
 		{`{"namespace":"shop","pod":"web-1","container":"app","command":["rm","-rf","x"]}`, "blocked by policy: rm"},
 		{`{"namespace":"other","pod":"x-1","command":["ls"]}`, "namespace other is not covered"},

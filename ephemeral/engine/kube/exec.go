@@ -50,6 +50,7 @@ func (e *Engine) serveExec(ctx context.Context, w http.ResponseWriter, r *http.R
 	sid := int(e.streams.Add(1))
 	name := fmt.Sprintf("%s.conn%d.exec%d.cast", e.g.ID, conn, sid)
 	line, _ := quoteArgv(rt.Command)
+	line = string(e.maskAll([]byte(line)))
 	cast, err := asciicast.Create(filepath.Join(e.cfg.CastDir, name),
 		asciicast.Header{Width: 80, Height: 24, Command: line, Title: "jitgate " + e.g.ID + " " + rt.Namespace + "/" + rt.Pod}, e.cfg.Now)
 	if err != nil {
@@ -344,6 +345,7 @@ func (e *Engine) Exec(ctx context.Context, op string) (*spec.Result, error) {
 		reason = e.checkCommand(rt)
 	}
 	line, _ := quoteArgv(o.Command)
+	line = string(e.maskAll([]byte(line)))
 	stmt := o.Namespace + "/" + o.Pod + ": " + line
 	allowed := reason == ""
 	if err := e.rec(record.Event{Type: record.Query, Tag: "kube exec", Statement: stmt}); err != nil {

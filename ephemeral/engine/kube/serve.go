@@ -73,7 +73,7 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 
 // serveHTTP authenticates, classifies, records and runs one request.
 func (e *Engine) serveHTTP(ctx context.Context, w http.ResponseWriter, r *http.Request, conn int) {
-	stmt := r.Method + " " + clean(r.RequestURI)
+	stmt := r.Method + " " + string(e.maskAll([]byte(clean(r.RequestURI))))
 	if !e.authorized(r) {
 		_ = e.rec(record.Event{Type: record.Error, Conn: conn, Tag: "auth", Statement: stmt, Error: "authentication failed: no valid grant secret"})
 		w.Header().Set("WWW-Authenticate", `Bearer realm="jitgate"`)
