@@ -183,11 +183,21 @@ func New(cfg Config) (*Engine, error) {
 		},
 		MaxAuthTries:  3,
 		ServerVersion: "SSH-2.0-jitgate",
+		// AES-GCM only (CTR as a fallback for old clients): x/crypto's
+		// chacha20-poly1305 has no assembly on amd64 and draws random
+		// padding per packet, which made it most of the proxy's CPU on bulk
+		// transfers (OpenSSH clients prefer it, and the client's preference
+		// wins, so it is not offered at all). No chacha20-poly1305 also
+		// means no Terrapin-prone cipher towards agents.
+		Config: ssh.Config{Ciphers: agentCiphers},
 	}
 	e.server.AddHostKey(hostKey)
 	e.hostKey = hostKey
 	return e, nil
 }
+
+// agentCiphers are the ciphers offered to agents, best first.
+var agentCiphers = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR}
 
 // HostKey returns the public key the engine presents to agents (for their
 // known_hosts).
