@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,8 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/jitgate/jitgate/broker/credentials/sshca"
+	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/asciicast"
+	"github.com/jitgate/jitgate/ephemeral/record/s3sink"
+	"github.com/jitgate/jitgate/ephemeral/record/sign"
+	"github.com/jitgate/jitgate/ephemeral/record/sign/kmssign"
+	"github.com/jitgate/jitgate/test/awstest"
 	"github.com/jitgate/jitgate/test/sshtest"
 )
 
@@ -205,5 +218,142 @@ rules:
 	}
 	if out, errOut, code := run("", "replay", id, "--data-dir", dataDir, "--no-wait"); code != 1 || strings.Contains(out, "marker-43") || !strings.Contains(errOut, "BROKEN terminal casts") {
 		t.Errorf("replay with an edited cast: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestReplayFromS3: a recording signed with a KMS key (moto, ECDSA P-256, as
+// the AWS runner signs) and stored in S3 with its terminal cast is verified
+// and replayed straight from its s3:// location with the SDK's standard
+// environment, checked against the KMS key (--kms-key) or its exported PEM;
+// a wrong key, a flipped byte in the stored object, and a missing object all
+// fail with exit 1.
+func TestReplayFromS3(t *testing.T) {
+	t.Parallel()
+	moto := awstest.Start(t)
+	ctx := t.Context()
+	cfg := moto.Config()
+	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("evidence")}); err != nil {
+		t.Fatal(err)
+	}
+	kc := kms.NewFromConfig(cfg)
+	key, err := kc.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := aws.ToString(key.KeyMetadata.Arn)
+	signer, err := kmssign.New(ctx, kmssign.Config{Client: kc, KeyID: arn})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The runner's recording: a statement, masked rows and a terminal cast.
+	spool := t.TempDir()
+	const id = "g_s3replay"
+	rec, err := record.Create(ctx, record.Config{Dir: spool, Signer: signer, FlushInterval: -1,
+		Header: record.Header{GrantID: id, Identity: "dev|agent", Target: "orders-db", Rule: "agents-read", Mode: "session"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes, masked := true, "****1111"
+	for _, ev := range []record.Event{
+		{Type: record.Query, Conn: 1, Statement: "SELECT name, card_number FROM users"},
+		{Type: record.Verdict, Conn: 1, Allowed: &yes},
+		{Type: record.Rows, Conn: 1, Columns: []string{"name", "card_number"}, Rows: [][]*string{{&masked, &masked}}, RowCount: 1},
+	} {
+		if err := rec.Write(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w, err := asciicast.Create(filepath.Join(spool, id+".conn2.ch0.cast"), asciicast.Header{Width: 80, Height: 24}, func() time.Time { return at })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Output([]byte("$ "))
+	_ = w.Input([]byte("uptime\r"))
+	at = at.Add(time.Second)
+	_ = w.Output([]byte("uptime\r\n up 42 days\r\n$ "))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := s3sink.New(s3sink.Config{Client: s3c, Bucket: "evidence", Prefix: "recordings/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := record.Uploader{Sink: sink}.Upload(ctx, filepath.Join(spool, id+record.Ext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := st.Location
+	if uri != "s3://evidence/recordings/"+id+".jgr" {
+		t.Fatalf("stored at %s", uri)
+	}
+
+	dir := t.TempDir()
+	pemBytes, err := kmssign.PublicKeyPEM(ctx, kc, arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemPath := filepath.Join(dir, "runner-key.pem")
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	otherPath := filepath.Join(dir, "other.pem")
+	for p, b := range map[string][]byte{pemPath: pemBytes, otherPath: sign.MarshalPublicKey(otherPriv.Public().(ed25519.PublicKey))} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) (string, string, int) {
+		c := exec.CommandContext(ctx, jitgateBin, args...)
+		c.Env = append(append(os.Environ(), moto.Env()...), "JITGATE_DATA_DIR="+filepath.Join(dir, "data"))
+		var out, errb strings.Builder
+		c.Stdout, c.Stderr = &out, &errb
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return out.String(), errb.String(), code
+	}
+	for _, keyArgs := range [][]string{{"--kms-key", arn}, {"--public-key", pemPath}} {
+		out, errOut, code := run(append([]string{"recording", "verify", uri}, keyArgs...)...)
+		if code != 0 || !strings.Contains(out, uri+": ok, grant "+id) || !strings.Contains(out, "signed by ecdsa-p256:") ||
+			!strings.Contains(out, "cast "+id+".conn2.ch0.cast matches its seal") {
+			t.Errorf("verify %v: exit %d\n%s%s", keyArgs, code, out, errOut)
+		}
+	}
+	out, errOut, code := run("replay", uri, "--kms-key", arn, "--no-wait")
+	if code != 0 || !strings.Contains(out, "SELECT name, card_number FROM users") || !strings.Contains(out, "****1111") ||
+		!strings.HasSuffix(out, "$ uptime\r\n up 42 days\r\n$ ") || !strings.Contains(errOut, "verified:") {
+		t.Errorf("replay: exit %d\nstdout %q\nstderr %s", code, out, errOut)
+	}
+
+	// Refusals.
+	if out, errOut, code := run("recording", "verify", uri, "--public-key", otherPath); code != 1 || !strings.Contains(errOut, "not the expected") {
+		t.Errorf("wrong key: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code := run("recording", "verify", "s3://evidence/recordings/g_missing.jgr", "--kms-key", arn); code != 1 || !strings.Contains(errOut, "g_missing.jgr") {
+		t.Errorf("missing object: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code := run("recording", "verify", "s3://evidence/../x.jgr", "--kms-key", arn); code == 0 {
+		t.Errorf("bad uri accepted: %s", errOut)
+	}
+	obj, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("evidence"), Key: aws.String("recordings/" + id + ".jgr")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(obj.Body)
+	obj.Body.Close()
+	b := buf.Bytes()
+	b[len(b)-80] ^= 0x01 // inside the final seal
+	if _, err := s3c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("evidence"), Key: aws.String("recordings/" + id + ".jgr"), Body: bytes.NewReader(b)}); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run("recording", "verify", uri, "--kms-key", arn); code != 1 || !strings.Contains(errOut, "BROKEN at chunk") {
+		t.Errorf("flipped byte: exit %d\n%s%s", code, out, errOut)
 	}
 }
