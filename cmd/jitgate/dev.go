@@ -161,6 +161,7 @@ func brokerCommand() *cli.Command {
 				&cli.DurationFlag{Name: "sweep-every", Value: 5 * time.Second, Hidden: true},
 				&cli.DurationFlag{Name: "spool-flush-every", Value: 30 * time.Second, Hidden: true},
 				&cli.DurationFlag{Name: "spool-flush-age", Value: 2 * time.Minute, Hidden: true, Usage: "leave spooled recordings younger than this to their proxy"},
+				&cli.DurationFlag{Name: "run-timeout", Value: 2 * time.Minute, Hidden: true, Usage: "bound of one exec run; grace past a deadline before the sweeper ends an orphaned grant"},
 				&cli.StringFlag{Name: "ui-client-id", Usage: "serve the approval page at /ui/, signing approvers in as this OIDC client (authorization code + PKCE)", Sources: cli.EnvVars("JITGATE_UI_CLIENT_ID")},
 				&cli.StringFlag{Name: "ui-issuer", Usage: "issuer URL approvers sign in with (default: the policy issuer whose audience is --ui-client-id)"},
 				&cli.StringFlag{Name: "ui-base-url", Usage: "external URL of the approval page, e.g. https://jitgate.example.com/ui (default http://LISTEN/ui, loopback only)", Sources: cli.EnvVars("JITGATE_UI_BASE_URL")},
@@ -172,7 +173,7 @@ func brokerCommand() *cli.Command {
 				}
 				st, err := buildStack(stackConfig{PolicyPath: cmd.String("policy"), DataDir: cmd.String("data-dir"), Logger: log,
 					ProxyMetrics: cmd.String("metrics-listen") != "", ProxyLogLevel: cmd.String("log-level"),
-					FlushEvery: cmd.Duration("spool-flush-every"), FlushAge: cmd.Duration("spool-flush-age")})
+					FlushEvery: cmd.Duration("spool-flush-every"), FlushAge: cmd.Duration("spool-flush-age"), RunTimeout: cmd.Duration("run-timeout")})
 				if err != nil {
 					return err
 				}

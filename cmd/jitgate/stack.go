@@ -56,6 +56,9 @@ type stackConfig struct {
 	ProxyLogLevel string
 	// FlushEvery and FlushAge pace the spool flush loop; defaults 30s and 2m.
 	FlushEvery, FlushAge time.Duration
+	// RunTimeout is broker.Config.RunTimeout (also the grace the sweeper
+	// gives an active grant past its deadline); default 2m.
+	RunTimeout time.Duration
 }
 
 type stack struct {
@@ -150,7 +153,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 	bcfg := broker.Config{
 		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
 		RecordDir: spoolDir, MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
-		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL, Metrics: m, ProxyMetrics: cfg.ProxyMetrics,
+		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL, Metrics: m, ProxyMetrics: cfg.ProxyMetrics, RunTimeout: cfg.RunTimeout,
 	}
 	if len(p.Notifications) > 0 {
 		n, err := buildNotifier(p)

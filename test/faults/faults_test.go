@@ -371,6 +371,73 @@ func TestProxyKilled(t *testing.T) {
 	}
 }
 
+// TestProxyKilledWhileBrokerDown: the broker is frozen, its proxy SIGKILLed,
+// then the broker SIGKILLed too, so nobody saw the proxy die. Restarted on
+// the same data directory, the broker's sweeper finds the grant still active
+// past its deadline, revokes its credential, expires it, and the flush loop
+// stores the recording the proxy left in the spool.
+func TestProxyKilledWhileBrokerDown(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Bin: bin, Metrics: true,
+		Args: []string{"--sweep-every", "200ms", "--spool-flush-every", "200ms", "--spool-flush-age", "1s", "--run-timeout", "1s"}})
+	ctx := context.Background()
+	agent := s.Token("agent-orphan", "ai-agents")
+	sess, err := s.OpenSession(agent, "soak-db", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, sess.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 'orphan' AS before_the_crash"); err != nil {
+		t.Fatal(err)
+	}
+	spooled := filepath.Join(s.DataDir, "spool", sess.GrantID+".jgr")
+	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool {
+		_, evs, err := record.ReadFile(spooled)
+		return err == nil && slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_crash") })
+	})
+	pids := s.ProxyPIDs()
+	if len(pids) != 1 {
+		t.Fatalf("want one proxy process, have %v", pids)
+	}
+	if err := syscall.Kill(s.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	if roles := s.Roles(); len(roles) != 1 {
+		t.Fatalf("with broker and proxy dead the grant's role should still exist: %v", roles)
+	}
+
+	s.StartBroker()
+	g := s.WaitGrant(agent, sess.GrantID, 60*time.Second, func(g map[string]any) bool { return terminal(g) && revoked(g) })
+	if g["state"] != "expired" || !revoked(g) {
+		t.Fatalf("after restart: state %v revoked %v, want expired and revoked", g["state"], g["credential_revoked"])
+	}
+	if d, ok := auditDetail(s, sess.GrantID, "grant.expired"); !ok || !strings.Contains(d, "without its proxy reporting") {
+		t.Errorf("audit lacks the sweeper's grant.expired: %q %v", d, events(s, sess.GrantID))
+	}
+	if !slices.Contains(events(s, sess.GrantID), "credential.revoked") {
+		t.Errorf("audit lacks credential.revoked: %v", events(s, sess.GrantID))
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
+	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
+	waitFor(t, 30*time.Second, "the flush loop to store the orphaned recording", func() bool {
+		d, ok := auditDetail(s, sess.GrantID, "recording.stored")
+		return ok && strings.Contains(d, stored)
+	})
+	if _, evs, err := record.ReadFile(stored); err != nil || !slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_crash") }) {
+		t.Errorf("recovered recording lacks the statement: %v", err)
+	}
+}
+
 // TestSpoolUnwritable: the recording spool cannot be written (a file stands
 // where the directory was: root ignores permissions, and no tmpfs can be
 // mounted here). A new session is refused with the reason, its credential
@@ -402,6 +469,10 @@ func TestSpoolUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The flush loop cannot read the spool either: counted.
+	waitFor(t, 30*time.Second, "a counted upload failure", func() bool {
+		return s.ScrapeBroker().Get(metrics.UploadFailures, nil) > 0
+	})
 	refused, err := s.OpenSession(agent, "soak-db", time.Minute)
 	if err == nil {
 		t.Fatal("a session opened without a writable spool")
