@@ -319,7 +319,9 @@ func (r *Recorder) writeLocked(ev Event) error {
 func (r *Recorder) encodeLocked(ev *Event) error {
 	mark := r.cb.b.Len()
 	for {
-		if err := r.enc.Encode(ev); err != nil {
+		if line, ok := appendEvent(r.cb.b.AvailableBuffer(), ev); ok {
+			r.cb.b.Write(line) // eventjson.go: the encoder's bytes, without reflection
+		} else if err := r.enc.Encode(ev); err != nil {
 			r.cb.b.Truncate(mark)
 			return err
 		}
