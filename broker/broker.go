@@ -105,6 +105,10 @@ type Service struct {
 	mu       sync.Mutex
 	sessions map[string]launch.Handle
 	wg       sync.WaitGroup
+	// unrevoked holds grants whose revocation failed since the sweeper's
+	// first full scan (sweep.go: retryRevocations).
+	unrevoked     map[string]bool
+	scannedRevoke bool
 }
 
 // New validates cfg.
@@ -150,7 +154,7 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("broker: target %s has no credential source", t.Name)
 		}
 	}
-	return &Service{cfg: cfg, sessions: map[string]launch.Handle{}}, nil
+	return &Service{cfg: cfg, sessions: map[string]launch.Handle{}, unrevoked: map[string]bool{}}, nil
 }
 
 // Policy returns the loaded policy.
@@ -484,7 +488,9 @@ type SessionInfo struct {
 	Database string
 	// HostKey is the SSH proxy's host key line, when the target speaks SSH.
 	HostKey string
-	Expires time.Time
+	// Certificate is the kube proxy's TLS certificate (PEM), when the target is Kubernetes.
+	Certificate string
+	Expires     time.Time
 }
 
 // OpenSession launches the session proxy of an approved session grant.
@@ -528,7 +534,7 @@ func (s *Service) OpenSession(ctx context.Context, who identity.Identity, id str
 				s.cfg.Logger.Info("session started", "grant", g.ID, "proxy_addr", st.Addr, "metrics", st.Metrics)
 				s.watch(g, cred, h)
 				return &SessionInfo{Grant: g, Host: host, Port: port, User: g.ID, Password: spec.NewSecret(secret),
-					Database: gs.Target.Database, HostKey: st.HostKey, Expires: g.ExpiresAt}, nil
+					Database: gs.Target.Database, HostKey: st.HostKey, Certificate: st.Certificate, Expires: g.ExpiresAt}, nil
 			}
 		}
 		_ = h.Stop()
@@ -678,6 +684,9 @@ func (s *Service) revoke(ctx context.Context, g *grant.Grant, cred spec.Credenti
 		return nil
 	})
 	if err != nil {
+		s.mu.Lock()
+		s.unrevoked[g.ID] = true
+		s.mu.Unlock()
 		s.cfg.Metrics.RevokeFailed(g.Target)
 		s.cfg.Logger.Error("credential revoke failed; it still expires by itself", "grant", g.ID, "lease", cred.LeaseID, "err", err)
 		s.audit(ctx, audit.Event{Type: audit.CredentialRevokeFailed, GrantID: g.ID, Target: g.Target, LeaseID: cred.LeaseID, Actor: "broker",

@@ -327,8 +327,7 @@ type SessionResponse struct {
 	// Namespace is a kube target's namespace, for the client's kubeconfig.
 	Namespace string `json:"namespace,omitempty"`
 	// Certificate is a kube session proxy's TLS certificate (PEM), for the
-	// kubeconfig's certificate-authority-data; empty while the broker does
-	// not pass it on (jitgate connect then pins the certificate it sees).
+	// kubeconfig's certificate-authority-data.
 	Certificate string    `json:"certificate,omitempty"`
 	Expires     time.Time `json:"expires_at"`
 }
@@ -340,7 +339,7 @@ func (a *api) session(w http.ResponseWriter, r *http.Request, who identity.Ident
 		return
 	}
 	resp := SessionResponse{Grant: View(info.Grant), Host: info.Host, Port: info.Port, User: info.User,
-		Password: info.Password.Reveal(), Database: info.Database, HostKey: info.HostKey, Expires: info.Expires}
+		Password: info.Password.Reveal(), Database: info.Database, HostKey: info.HostKey, Certificate: info.Certificate, Expires: info.Expires}
 	if info.Grant.Protocol == spec.Postgres {
 		resp.SSLMode = "disable"
 	}

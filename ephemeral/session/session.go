@@ -217,6 +217,9 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 	if hk, ok := eng.(interface{ HostKeyLine() string }); ok {
 		ready.HostKey = hk.HostKeyLine()
 	}
+	if c, ok := eng.(interface{ CertificatePEM() string }); ok {
+		ready.Certificate = c.CertificatePEM()
+	}
 	st.send(ready)
 	log.Info("proxy ready", "addr", ready.Addr, "metrics", ready.Metrics)
 	go func() {
