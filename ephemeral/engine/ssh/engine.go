@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -69,6 +70,7 @@ type Engine struct {
 	g        *spec.Grant
 	log      *slog.Logger
 	server   *ssh.ServerConfig
+	rand     io.Reader // crypto/rand, buffered (rand.go)
 	client   *ssh.ClientConfig
 	hostKeys ssh.HostKeyCallback
 	hostKey  ssh.Signer
@@ -147,7 +149,9 @@ func New(cfg Config) (*Engine, error) {
 	if user == "" {
 		user = g.Credential.Username
 	}
+	e.rand = newBufferedRand()
 	e.client = &ssh.ClientConfig{
+		Config:            ssh.Config{Rand: e.rand},
 		User:              user,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback:   hk,
@@ -183,13 +187,14 @@ func New(cfg Config) (*Engine, error) {
 		},
 		MaxAuthTries:  3,
 		ServerVersion: "SSH-2.0-jitgate",
-		// AES-GCM only (CTR as a fallback for old clients): x/crypto's
-		// chacha20-poly1305 has no assembly on amd64 and draws random
-		// padding per packet, which made it most of the proxy's CPU on bulk
-		// transfers (OpenSSH clients prefer it, and the client's preference
-		// wins, so it is not offered at all). No chacha20-poly1305 also
-		// means no Terrapin-prone cipher towards agents.
-		Config: ssh.Config{Ciphers: agentCiphers},
+		// AES-GCM only: x/crypto's chacha20-poly1305 has no assembly on
+		// amd64, and CTR adds an HMAC-SHA-256 pass; either made most of the
+		// proxy's CPU on bulk transfers (OpenSSH clients prefer chacha20,
+		// then CTR, and the client's preference wins, so neither is
+		// offered). OpenSSH has had AES-GCM since 6.2, PuTTY since 0.76.
+		// No chacha20-poly1305 also means no Terrapin-prone cipher towards
+		// agents.
+		Config: ssh.Config{Ciphers: agentCiphers, Rand: e.rand},
 	}
 	e.server.AddHostKey(hostKey)
 	e.hostKey = hostKey
@@ -197,7 +202,7 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // agentCiphers are the ciphers offered to agents, best first.
-var agentCiphers = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR}
+var agentCiphers = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM}
 
 // HostKey returns the public key the engine presents to agents (for their
 // known_hosts).

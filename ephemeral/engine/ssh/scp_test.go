@@ -218,7 +218,7 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// TestAgentCiphers: agents get AES-GCM (or CTR), never chacha20-poly1305.
+// TestAgentCiphers: agents get AES-GCM, never chacha20-poly1305 or CTR.
 func TestAgentCiphers(t *testing.T) {
 	t.Parallel()
 	tg := sharedTarget(t)
