@@ -474,23 +474,16 @@ func TestMCPAgainstDev(t *testing.T) {
 		}
 	})
 
-	t.Run("engines that have not landed answer plainly", func(t *testing.T) {
+	t.Run("the broker refuses what the policy does not know", func(t *testing.T) {
 		// Without a local policy the broker has the word: it refuses the request.
 		nop := connectMCP(t, mcpConfig{Broker: d.broker, Tokens: staticToken(agent)}, nil)
-		for _, tc := range []struct {
-			tool string
-			args map[string]any
-		}{
-			{toolKubectlExec, map[string]any{"target": "prod-k8s", "namespace": "shop", "pod": "api-0", "command": []string{"env"}, "reason": "r"}},
-		} {
-			out, res, raw := call[outcome](t, nop, tc.tool, tc.args, nil)
-			if !res.IsError || out.State != "unsupported" || !strings.Contains(out.Message, "does not accept") || !strings.Contains(out.Message, "nothing ran") {
-				t.Errorf("%s: %s", tc.tool, raw)
-			}
+		out, res, raw := call[outcome](t, nop, toolKubectlExec, map[string]any{"target": "prod-k8s", "namespace": "shop", "pod": "api-0", "command": []string{"env"}, "reason": "r"}, nil)
+		if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, `unknown target "prod-k8s"`) || out.GrantID != "" {
+			t.Errorf("%s: %s", toolKubectlExec, raw)
 		}
 		// The broker refuses a shell command aimed at a postgres target
 		// outright: nothing is filed, nothing runs.
-		out, res, raw := call[outcome](t, nop, toolSSHExec, map[string]any{"target": "orders-db", "command": "SELECT count(*) FROM orders", "reason": "r"}, nil)
+		out, res, raw = call[outcome](t, nop, toolSSHExec, map[string]any{"target": "orders-db", "command": "SELECT count(*) FROM orders", "reason": "r"}, nil)
 		if !res.IsError || out.State != "bad_request" || !strings.Contains(out.Message, "command is for ssh targets") || out.GrantID != "" {
 			t.Fatalf("%s", raw)
 		}
