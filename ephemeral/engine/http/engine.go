@@ -80,6 +80,7 @@ type Engine struct {
 	g         *spec.Grant
 	log       *slog.Logger
 	base      *url.URL // upstream scheme and host
+	baseURL   string   // base.String(), once
 	hostPort  string   // upstream host:port, for absolute-form matching and dialing
 	injName   string   // canonical header name
 	injValue  string
@@ -150,6 +151,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.base, e.hostPort, err = parseAddress(g.Target.Address); err != nil {
 		return nil, fmt.Errorf("%w: grant %s: target address: %v", ErrConfig, g.ID, err)
 	}
+	e.baseURL = e.base.String()
 	if e.injName, e.injValue, err = injection(cfg.Header, g.Credential.Token.Secret().Reveal()); err != nil {
 		return nil, fmt.Errorf("%w: Header %q: %v", ErrConfig, cfg.Header, err)
 	}

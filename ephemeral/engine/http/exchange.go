@@ -173,7 +173,7 @@ func (e *Engine) upstreamRequest(ctx context.Context, x *exchange, body []byte) 
 	if len(body) > 0 {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, x.method, e.base.String()+x.target, rd)
+	req, err := http.NewRequestWithContext(ctx, x.method, e.baseURL+x.target, rd)
 	if err != nil {
 		return nil, fmt.Errorf("building the upstream request: %w", err)
 	}
@@ -265,17 +265,27 @@ func (e *Engine) respond(ctx context.Context, w http.ResponseWriter, x *exchange
 				continue
 			}
 		}
-		out := make([]string, len(vs))
-		for i, v := range vs {
-			out[i] = e.maskString(v)
+		if e.masking {
+			// The upstream's header map is ours: mask in place.
+			for i, v := range vs {
+				vs[i] = e.maskString(v)
+			}
 		}
-		h[k] = out
+		h[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
 	o := outcome{status: resp.StatusCode, wrote: true}
 
 	streaming := resp.ContentLength < 0
 	s := &sink{w: w, max: e.cfg.MaxRecordedBody, keep: kind != bodyBinary}
+	if s.keep && kind != bodyNone {
+		// One allocation for the excerpt instead of append's doublings.
+		n := int64(4 << 10)
+		if resp.ContentLength >= 0 && resp.ContentLength < n {
+			n = resp.ContentLength
+		}
+		s.ex = make([]byte, 0, min(int(n), s.max))
+	}
 	if fl, ok := w.(http.Flusher); ok && streaming {
 		s.flusher = fl
 	}
