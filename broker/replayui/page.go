@@ -41,16 +41,16 @@ const pageHTML = `<!doctype html>
 <tbody>
 {{- range .Events}}
 <tr class="ev-{{.Type}}"><td class="t">{{time .Time}}</td><td>{{if .Conn}}{{.Conn}}{{end}}</td><td>
-{{- if or (eq .Type "query") (eq .Type "parse")}}<span class="sql">{{clean .Statement}}</span>
+{{- if or (eq .Type "query") (eq .Type "parse")}}{{if .Tag}}<span class="note">{{clean .Tag}}</span> {{end}}<span class="sql">{{clean .Statement}}</span>
 {{- else if eq .Type "bind"}}<span class="note">bind {{clean .Tag}}</span>
 {{- else if eq .Type "execute"}}<span class="note">execute {{clean .Tag}}</span>
 {{- else if eq .Type "verdict"}}{{if and .Allowed (not (deref .Allowed))}}<span class="blocked">BLOCKED: {{clean .Reason}}</span>{{else}}<span class="note">allowed{{if .Reason}}: {{clean .Reason}}{{end}}</span>{{end}}
 {{- else if eq .Type "rows"}}{{$ev := .}}<table class="rows"><thead><tr>{{range .Columns}}<th>{{clean .}}</th>{{end}}</tr></thead><tbody>
 {{- range .Rows}}{{$row := .}}<tr>{{range $i, $c := $ev.Columns}}{{with cell $row $i}}<td>{{clean (deref .)}}</td>{{else}}<td class="null">NULL</td>{{end}}{{end}}</tr>{{end}}
 </tbody></table>{{if gt .RowCount (len .Rows)}}<span class="note">{{.RowCount}} rows in all; {{len .Rows}} recorded</span>{{end}}{{if .Trimmed}} <span class="note">(trimmed by the recorder's event size limit)</span>{{end}}
-{{- else if eq .Type "result"}}{{clean .Tag}}
+{{- else if eq .Type "result"}}{{clean .Tag}}{{if .Statement}} <span class="note">{{clean .Statement}}</span>{{end}}
 {{- else if eq .Type "error"}}<span class="err">ERROR: {{clean .Error}}</span>
-{{- else if eq .Type "notice"}}<span class="note">NOTICE: {{clean .Error}}{{clean .Reason}}</span>
+{{- else if eq .Type "notice"}}<span class="note">NOTICE{{if .Tag}} ({{clean .Tag}}){{end}}: {{if .Statement}}{{clean .Statement}} {{end}}{{clean .Error}}{{clean .Reason}}</span>
 {{- else if eq .Type "truncated"}}<span class="blocked">TRUNCATED: {{clean .Reason}}</span>
 {{- else if eq .Type "started"}}<span class="note">session started</span>
 {{- else if eq .Type "ended"}}<span class="note">session ended</span>
