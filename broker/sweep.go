@@ -78,41 +78,79 @@ func (s *Service) Sweep(ctx context.Context) SweepReport {
 // (VALID UNTIL, lease TTL); after revokeRetryWindow past that expiry the sweeper
 // stops trying. One attempt per sweep, so a target that stays down does not
 // stall the sweep; only the success is audited (the failure already was).
+// The first sweep of a process scans every ended grant (failures from before
+// a restart, or from another broker); later sweeps retry only the failures
+// this process saw since.
 func (s *Service) retryRevocations(ctx context.Context, now time.Time, rep *SweepReport) {
-	for _, st := range []grant.State{grant.Ended, grant.Failed, grant.Expired} {
-		st := st
-		gs, err := s.cfg.Store.List(ctx, grant.Filter{State: &st})
-		if err != nil {
-			rep.Errors = append(rep.Errors, err.Error())
+	var gs []*grant.Grant
+	s.mu.Lock()
+	scanned := s.scannedRevoke
+	ids := make([]string, 0, len(s.unrevoked))
+	for id := range s.unrevoked {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	if !scanned {
+		for _, st := range []grant.State{grant.Ended, grant.Failed, grant.Expired} {
+			st := st
+			l, err := s.cfg.Store.List(ctx, grant.Filter{State: &st})
+			if err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+				return // scan again next sweep
+			}
+			gs = append(gs, l...)
+		}
+		s.mu.Lock()
+		s.scannedRevoke = true
+		s.mu.Unlock()
+	} else {
+		for _, id := range ids {
+			g, err := s.cfg.Store.Get(ctx, id)
+			if err != nil {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", id, err))
+				continue
+			}
+			gs = append(gs, g)
+		}
+	}
+	for _, g := range gs {
+		if g.LeaseID == "" || g.CredentialRevoked || g.RevokeError == "" || now.After(g.ExpiresAt.Add(revokeRetryWindow)) {
+			s.mu.Lock()
+			delete(s.unrevoked, g.ID)
+			s.mu.Unlock()
 			continue
 		}
-		for _, g := range gs {
-			if g.LeaseID == "" || g.CredentialRevoked || g.RevokeError == "" || now.After(g.ExpiresAt.Add(revokeRetryWindow)) {
-				continue
-			}
-			src, ok := s.cfg.Sources[g.Target]
-			if !ok {
-				continue
-			}
-			cred := spec.Credential{LeaseID: g.LeaseID, Username: roleFromLease(g.LeaseID)}
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := src.Revoke(rctx, cred)
-			cancel()
-			if err != nil {
-				s.cfg.Logger.Debug("credential revoke retry failed", "grant", g.ID, "lease", g.LeaseID, "err", err)
-				continue
-			}
-			if _, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
-				gg.CredentialRevoked, gg.RevokeError = true, ""
-				return nil
-			}); err != nil {
-				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", g.ID, err))
-			}
-			rep.Rerevoked++
-			s.cfg.Logger.Info("credential revoked on retry", "grant", g.ID, "lease", g.LeaseID)
-			s.audit(ctx, audit.Event{Type: audit.CredentialRevoked, GrantID: g.ID, Target: g.Target, LeaseID: g.LeaseID, Actor: "sweeper",
-				Detail: "revoked on retry after: " + g.RevokeError})
+		if !g.State.Terminal() {
+			continue // still running: its own end revokes it
 		}
+		src, ok := s.cfg.Sources[g.Target]
+		if !ok {
+			continue
+		}
+		cred := spec.Credential{LeaseID: g.LeaseID, Username: roleFromLease(g.LeaseID)}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := src.Revoke(rctx, cred)
+		cancel()
+		if err != nil {
+			s.mu.Lock()
+			s.unrevoked[g.ID] = true
+			s.mu.Unlock()
+			s.cfg.Logger.Debug("credential revoke retry failed", "grant", g.ID, "lease", g.LeaseID, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		delete(s.unrevoked, g.ID)
+		s.mu.Unlock()
+		if _, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
+			gg.CredentialRevoked, gg.RevokeError = true, ""
+			return nil
+		}); err != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", g.ID, err))
+		}
+		rep.Rerevoked++
+		s.cfg.Logger.Info("credential revoked on retry", "grant", g.ID, "lease", g.LeaseID)
+		s.audit(ctx, audit.Event{Type: audit.CredentialRevoked, GrantID: g.ID, Target: g.Target, LeaseID: g.LeaseID, Actor: "sweeper",
+			Detail: "revoked on retry after: " + g.RevokeError})
 	}
 }
 
