@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -220,4 +221,30 @@ func TestMatchKubeScope(t *testing.T) {
 	if ok, _ := policy.MatchKubeScope(spec.KubeScope{Namespace: "shop"}, "anything", ""); !ok {
 		t.Error("an unrestricted scope refused a pod")
 	}
+}
+
+// FuzzKubeTarget: whatever the namespace, globs and ca hold, Parse does not
+// panic, and a policy that loads carries a namespace Kubernetes accepts and a
+// CA that is either empty (system roots, only when none was given) or PEM.
+func FuzzKubeTarget(f *testing.F) {
+	f.Add("shop", "web-*", "-----BEGIN CERTIFICATE-----")
+	f.Add("Shop", "[", "file:x")
+	f.Add("a-b", "*", "")
+	f.Fuzz(func(t *testing.T, ns, glob, ca string) {
+		q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+		src := kubeHead + "  - {name: k8s, kind: kube, address: \"h:6443\", namespace: " + q(ns) + ", pods: [" + q(glob) + "], ca: " + q(ca) +
+			", credentials: {source: local, token: env:T}}\n" + kubeRules
+		p, err := policy.Parse("f.yaml", []byte(src))
+		if err != nil {
+			return
+		}
+		tg, _ := p.Target("k8s")
+		g := tg.SpecGuard(spec.Read)
+		if len(g.Kube.Namespace) == 0 || len(g.Kube.Namespace) > 63 || strings.ToLower(g.Kube.Namespace) != g.Kube.Namespace {
+			t.Fatalf("namespace %q loaded", g.Kube.Namespace)
+		}
+		if ca != "" && !strings.Contains(tg.SpecTarget().CA, "-----BEGIN CERTIFICATE-----") {
+			t.Fatalf("ca %q loaded as %q", ca, tg.SpecTarget().CA)
+		}
+	})
 }
