@@ -319,7 +319,7 @@ func sessionEnv(grantID string, s *httpapi.SessionResponse) ([]string, func(), e
 	env := []string{"JITGATE_GRANT=" + grantID, "JITGATE_HOST=" + s.Host, "JITGATE_PORT=" + s.Port, "JITGATE_USER=" + s.User}
 	switch {
 	case s.Protocol == "kube":
-		return kubeSessionEnv(context.Background(), grantID, s, env)
+		return kubeSessionEnv(grantID, s, env)
 	case s.HostKey != "": // ssh
 		dir, err := os.MkdirTemp("", "jitgate-ssh-")
 		if err != nil {

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -12,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/urfave/cli/v3"
@@ -126,16 +122,12 @@ type namedContext struct {
 // https://host:port, the proxy's certificate as the only CA, the grant secret
 // as bearer token, the target's namespace) into a private temporary directory
 // and points KUBECONFIG at it. cleanup removes it.
-func kubeSessionEnv(ctx context.Context, grantID string, s *httpapi.SessionResponse, env []string) ([]string, func(), error) {
+func kubeSessionEnv(grantID string, s *httpapi.SessionResponse, env []string) ([]string, func(), error) {
+	// The broker passes on the certificate the proxy reported when it
+	// started; without it nothing is trusted (no pinning of whatever answers).
 	certPEM := s.Certificate
 	if certPEM == "" {
-		// The broker did not pass the proxy's certificate on: pin the one the
-		// proxy the broker just started presents (trust on first use; the
-		// secret is not sent on this connection).
-		var err error
-		if certPEM, err = proxyCertificate(ctx, net.JoinHostPort(s.Host, s.Port)); err != nil {
-			return nil, func() {}, err
-		}
+		return nil, func() {}, errors.New("the broker sent no certificate for the kube session proxy; refusing to write a kubeconfig that trusts whatever answers")
 	}
 	if blk, _ := pem.Decode([]byte(certPEM)); blk == nil || blk.Type != "CERTIFICATE" {
 		return nil, func() {}, errors.New("the session proxy's certificate is not PEM")
@@ -170,34 +162,6 @@ func kubeSessionEnv(ctx context.Context, grantID string, s *httpapi.SessionRespo
 		return nil, func() {}, err
 	}
 	return append(env, "KUBECONFIG="+path, "JITGATE_KUBECONFIG="+path, "JITGATE_NAMESPACE="+s.Namespace), cleanup, nil
-}
-
-// proxyCertificate reads the TLS certificate a session proxy presents. The
-// certificate must be self-signed and currently valid; it is only pinned
-// (kubectl then accepts exactly this certificate), never trusted for more.
-func proxyCertificate(ctx context.Context, addr string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} // #nosec G402 -- read, then pinned
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("read the session proxy's certificate: %w", err)
-	}
-	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
-	if len(certs) != 1 {
-		return "", fmt.Errorf("the session proxy presented %d certificates, want its one self-signed certificate", len(certs))
-	}
-	c := certs[0]
-	pool := x509.NewCertPool()
-	pool.AddCert(c)
-	if _, err := c.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
-		return "", fmt.Errorf("the session proxy's certificate: %w", err)
-	}
-	if err := c.VerifyHostname(strings.Trim(addr[:strings.LastIndex(addr, ":")], "[]")); err != nil {
-		return "", fmt.Errorf("the session proxy's certificate: %w", err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})), nil
 }
 
 // btoi is 1 for true, for counting the exec flags given.

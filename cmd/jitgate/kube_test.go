@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -55,80 +56,72 @@ func TestKubeExecOperation(t *testing.T) {
 }
 
 // TestKubeSessionEnv: connect's kubeconfig points at the proxy, trusts only
-// its certificate, carries the grant secret as token and the namespace, is
-// private, is read by the real kubectl, and is removed by cleanup.
+// the certificate the broker passed on, carries the grant secret as token and
+// the namespace, is private, is read by the real kubectl, and is removed by
+// cleanup. Without a certificate nothing is written.
 func TestKubeSessionEnv(t *testing.T) {
 	t.Parallel()
 	// The proxy stand-in: a TLS server with a self-signed certificate for 127.0.0.1.
 	ts := httptest.NewTLSServer(http.NotFoundHandler())
 	t.Cleanup(ts.Close)
 	host, port, _ := net.SplitHostPort(ts.Listener.Addr().String())
-	for _, tc := range []struct {
-		name string
-		cert string
-	}{{"certificate from the broker", "from-broker"}, {"certificate pinned from the proxy", ""}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := &httpapi.SessionResponse{Host: host, Port: port, User: "g_1", Password: "s3cret-grant", Protocol: "kube", Namespace: "shop"}
-			want, err := proxyCertificate(context.Background(), ts.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.cert != "" {
-				s.Certificate = want
-			}
-			env, cleanup, err := sessionEnv("g_1", s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var path string
-			for _, kv := range env {
-				if v, ok := strings.CutPrefix(kv, "KUBECONFIG="); ok {
-					path = v
-				}
-			}
-			st, err := os.Stat(path)
-			if err != nil || st.Mode().Perm() != 0o600 {
-				t.Fatalf("kubeconfig %q: %v %v", path, st, err)
-			}
-			raw, _ := os.ReadFile(path)
-			var kc struct {
-				Clusters []struct {
-					Cluster map[string]string `yaml:"cluster"`
-				} `yaml:"clusters"`
-				Users []struct {
-					User map[string]string `yaml:"user"`
-				} `yaml:"users"`
-				Contexts []struct {
-					Context map[string]string `yaml:"context"`
-				} `yaml:"contexts"`
-			}
-			if err := yaml.Unmarshal(raw, &kc); err != nil || len(kc.Clusters) != 1 || len(kc.Users) != 1 || len(kc.Contexts) != 1 {
-				t.Fatalf("kubeconfig: %v\n%s", err, raw)
-			}
-			ca, _ := base64.StdEncoding.DecodeString(kc.Clusters[0].Cluster["certificate-authority-data"])
-			if kc.Clusters[0].Cluster["server"] != "https://"+ts.Listener.Addr().String() || string(ca) != want ||
-				kc.Users[0].User["token"] != "s3cret-grant" || kc.Contexts[0].Context["namespace"] != "shop" {
-				t.Errorf("kubeconfig:\n%s", raw)
-			}
-			if kubectl, err := exec.LookPath("kubectl"); err == nil {
-				out, err := exec.Command(kubectl, "--kubeconfig", path, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server} {.contexts[0].context.namespace} {.users[0].user.token}").CombinedOutput()
-				if err != nil || string(out) != "https://"+ts.Listener.Addr().String()+" shop s3cret-grant" {
-					t.Errorf("kubectl config view: %v %s", err, out)
-				}
-			}
-			cleanup()
-			if _, err := os.Stat(path); !os.IsNotExist(err) {
-				t.Errorf("kubeconfig left behind: %v", err)
-			}
-		})
+	certPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}))
+	s := &httpapi.SessionResponse{Host: host, Port: port, User: "g_1", Password: "s3cret-grant", Protocol: "kube", Namespace: "shop", Certificate: certPEM}
+	env, cleanup, err := sessionEnv("g_1", s)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Nothing listening: no kubeconfig, an error.
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	h, p, _ := net.SplitHostPort(addr)
-	if _, _, err := sessionEnv("g_1", &httpapi.SessionResponse{Host: h, Port: p, Protocol: "kube"}); err == nil {
-		t.Error("kubeconfig written without the proxy's certificate")
+	var path string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "KUBECONFIG="); ok {
+			path = v
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("kubeconfig %q: %v %v", path, st, err)
+	}
+	raw, _ := os.ReadFile(path)
+	var kc struct {
+		Clusters []struct {
+			Cluster map[string]string `yaml:"cluster"`
+		} `yaml:"clusters"`
+		Users []struct {
+			User map[string]string `yaml:"user"`
+		} `yaml:"users"`
+		Contexts []struct {
+			Context map[string]string `yaml:"context"`
+		} `yaml:"contexts"`
+	}
+	if err := yaml.Unmarshal(raw, &kc); err != nil || len(kc.Clusters) != 1 || len(kc.Users) != 1 || len(kc.Contexts) != 1 {
+		t.Fatalf("kubeconfig: %v\n%s", err, raw)
+	}
+	ca, _ := base64.StdEncoding.DecodeString(kc.Clusters[0].Cluster["certificate-authority-data"])
+	if kc.Clusters[0].Cluster["server"] != "https://"+ts.Listener.Addr().String() || string(ca) != certPEM ||
+		kc.Users[0].User["token"] != "s3cret-grant" || kc.Contexts[0].Context["namespace"] != "shop" {
+		t.Errorf("kubeconfig:\n%s", raw)
+	}
+	if kubectl, err := exec.LookPath("kubectl"); err == nil {
+		// The real kubectl reads it, and reaches the stand-in over TLS
+		// verified against exactly that certificate (the 404 is the stand-in's).
+		out, err := exec.Command(kubectl, "--kubeconfig", path, "config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server} {.contexts[0].context.namespace} {.users[0].user.token}").CombinedOutput()
+		if err != nil || string(out) != "https://"+ts.Listener.Addr().String()+" shop s3cret-grant" {
+			t.Errorf("kubectl config view: %v %s", err, out)
+		}
+		out, _ = exec.Command(kubectl, "--kubeconfig", path, "get", "--raw", "/version").CombinedOutput()
+		if strings.Contains(string(out), "certificate") || !strings.Contains(string(out), "NotFound") && !strings.Contains(string(out), "404") {
+			t.Errorf("kubectl against the stand-in: %s", out)
+		}
+	}
+	cleanup()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("kubeconfig left behind: %v", err)
+	}
+	// No certificate from the broker, or not PEM: no kubeconfig, an error.
+	for _, cert := range []string{"", "not a certificate"} {
+		s.Certificate = cert
+		if env, _, err := sessionEnv("g_1", s); err == nil {
+			t.Errorf("certificate %q: kubeconfig written: %v", cert, env)
+		}
 	}
 }
