@@ -46,7 +46,7 @@ func proxyCommand() *cli.Command {
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
-				return refuse(g.ID, fmt.Errorf("--log-level: %w", err))
+				return cli.Exit(fmt.Sprintf("--log-level: %v", err), exitUsage)
 			}
 			// Every line names the grant: the broker interleaves all its
 			// proxies' stderr with its own.

@@ -6,7 +6,9 @@
 // backoff; what cannot be uploaded stays in the spool, Grant.Record.Dir, for the
 // broker's sweeper), and reports each step to its launcher as spec.Status lines.
 // Revoking the credential is the launcher's side of the contract: the proxy never
-// holds the admin credential needed to revoke.
+// holds the admin credential needed to revoke. When the spec names a loopback
+// metrics address (Grant.Metrics), a session proxy serves Prometheus metrics
+// there while it runs (metrics.go) and reports the address when ready.
 //
 //	err := session.Run(ctx, session.Config{Grant: g, Status: os.Stdout, Logger: log})
 package session
