@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 
 	"github.com/jitgate/jitgate/broker/credentials"
 	"github.com/jitgate/jitgate/broker/credentials/kube"
@@ -209,5 +212,36 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := kube.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestRealVault runs issue and revoke against a real Vault whose Kubernetes
+// secrets engine is already configured against a cluster (none can run here).
+func TestRealVault(t *testing.T) {
+	mount, role, ns := os.Getenv("JITGATE_TEST_VAULT_KUBE_MOUNT"), os.Getenv("JITGATE_TEST_VAULT_KUBE_ROLE"), os.Getenv("JITGATE_TEST_VAULT_KUBE_NAMESPACE")
+	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN") == "" || mount == "" || role == "" || ns == "" {
+		t.Skip("real Vault Kubernetes engine skipped: set VAULT_ADDR, VAULT_TOKEN and JITGATE_TEST_VAULT_KUBE_MOUNT, _ROLE, _NAMESPACE (an engine configured against a cluster) to run it")
+	}
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := kube.New(kube.Config{Client: client, Target: "real", Namespace: ns, Mount: mount, Roles: map[spec.Access]string{spec.Read: role}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	cred, err := src.Issue(ctx, request(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.Token == "" || !strings.HasPrefix(cred.LeaseID, mount+"/creds/"+role+"/") {
+		t.Errorf("credential %v", credentials.Redacted(cred))
+	}
+	if err := src.Revoke(ctx, cred); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Revoke(ctx, cred); err != nil {
+		t.Errorf("second revoke: %v", err)
 	}
 }
