@@ -222,7 +222,7 @@ func brokerCommand() *cli.Command {
 
 // metricsListenFlag turns on Prometheus metrics on a separate listener.
 func metricsListenFlag() cli.Flag {
-	return &cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://ADDR/metrics on their own listener, e.g. 127.0.0.1:9464 (off by default)", Sources: cli.EnvVars("JITGATE_METRICS_LISTEN")}
+	return &cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://ADDR/metrics on their own listener, e.g. 127.0.0.1:9464 (off by default; unauthenticated: keep it on loopback or a private interface); session proxies then serve theirs on loopback ports named in session.started", Sources: cli.EnvVars("JITGATE_METRICS_LISTEN")}
 }
 
 // mustPath returns the path of an URL approvalui.New has accepted.
