@@ -53,6 +53,16 @@
 //	defer rec.Close()
 //	if err := rec.Write(record.Event{Type: record.Query, Conn: 1, Statement: sql}); err != nil { /* end session */ }
 //
+// Terminal sessions write asciicast companion files next to the recording
+// ("<grant id>.<channel>.cast", package asciicast). Close seals each one by
+// SHA-256 into the final chunk (notice events tagged CompanionTag), so the
+// signature covers the casts too; Companions and Companion.Check verify a
+// cast against its recording, and replay refuses one that does not match.
+//
+// Seals are signed with Ed25519 (key files, Vault transit, KMS where it has
+// Ed25519 keys) or ECDSA P-256 (AWS KMS ECDSA_SHA_256 elsewhere); Verify
+// accepts both key types (see Signer).
+//
 // After Close the session uploads the file to a Sink (UploadRetry); what cannot
 // be uploaded stays in the spool directory, and FlushSpool retries it later
 // (the broker's sweeper, `jitgate recordings flush`). Verify checks a recording

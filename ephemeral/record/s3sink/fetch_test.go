@@ -1,6 +1,7 @@
 package s3sink_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/jitgate/jitgate/ephemeral/record/s3sink"
@@ -39,4 +40,26 @@ func TestFetchRefusesNonRecordings(t *testing.T) {
 			t.Errorf("Fetch(%s) succeeded", uri)
 		}
 	}
+}
+
+// FuzzParseURI: whatever ParseURI accepts names a bucket and a key of
+// single-slash-separated segments without "." or "..".
+func FuzzParseURI(f *testing.F) {
+	for _, s := range []string{"s3://b/recordings/g1.jgr", "s3://b/../x", "s3://b//x", "s3://b/x?y", "s3:/b/x", "s3://b/%2e%2e/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		b, k, err := s3sink.ParseURI(uri)
+		if err != nil {
+			return
+		}
+		if b == "" || k == "" || strings.HasPrefix(k, "/") || strings.HasSuffix(k, "/") {
+			t.Fatalf("ParseURI(%q) = %q, %q", uri, b, k)
+		}
+		for _, seg := range strings.Split(k, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				t.Fatalf("ParseURI(%q) key %q has segment %q", uri, k, seg)
+			}
+		}
+	})
 }

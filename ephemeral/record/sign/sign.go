@@ -14,12 +14,13 @@
 //     "vault:v<N>:" prefix of the answer; PublicKey is the key version's
 //     public_key from GET <mount>/keys/<name>. Pin the key version (key_version)
 //     so rotation does not change the key under a running proxy.
-//   - AWS KMS: an asymmetric SIGN_VERIFY key with an Ed25519 key spec
-//     (ECC_NIST_EDWARDS25519) where the region offers it; Sign is kms:Sign with
-//     MessageType RAW and the pure Ed25519 algorithm (ED25519_SHA_512), messages
-//     up to 4096 bytes (a seal body is well below 1 KiB); PublicKey is parsed
-//     from kms:GetPublicKey's DER SubjectPublicKeyInfo once at start. Where KMS
-//     has no Ed25519 key, use Vault transit.
+//   - AWS KMS (package kmssign): an asymmetric SIGN_VERIFY key, Ed25519
+//     (ECC_NIST_EDWARDS25519, ED25519_SHA_512) where the region offers it, else
+//     ECDSA P-256 (ECC_NIST_P256, ECDSA_SHA_256; also what moto implements);
+//     Sign is kms:Sign with MessageType RAW, messages up to 4096 bytes (a seal
+//     body is well below 1 KiB); PublicKey is parsed from kms:GetPublicKey's
+//     DER SubjectPublicKeyInfo once at start. ParseVerifyKey reads either key
+//     type for verification.
 //
 // Remote signers are called once per sealed chunk, so size the recorder's
 // ChunkBytes and FlushInterval to the service's request quota.
