@@ -287,3 +287,28 @@ func FuzzParseKey(f *testing.F) {
 }
 
 func netPipe() (net.Conn, net.Conn) { return net.Pipe() }
+
+// FuzzValue: whatever the value, a key that names a secret never shows it,
+// and a URL's password never survives (unless revealed).
+func FuzzValue(f *testing.F) {
+	f.Add("hunter2-x", "db.internal:5432/app")
+	f.Add("p@ss", "h")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, pw, host string) {
+		e := newEngine(t, []string{"a/*"}, []string{"a/shown"}, []string{"credit_card"}).eng
+		if v, masked := e.Value("a/db_password", pw); strings.Trim(pw, "*") != "" && (!masked || strings.Contains(v, pw)) {
+			t.Fatalf("password %q shown as %q", pw, v)
+		}
+		if v, _ := e.Value("a/shown", pw); v != pw {
+			t.Fatalf("revealed %q changed to %q", pw, v)
+		}
+		if len(pw) < 4 || strings.ContainsAny(pw, "@/?#:\"' \t\r\n") || strings.ContainsAny(host, "@\"' \t\r\n") {
+			return
+		}
+		url := "postgres://app:" + pw + "@" + host
+		v, _ := e.Value("a/url", url)
+		if strings.Contains(v, ":"+pw+"@") {
+			t.Fatalf("%q shown as %q", url, v)
+		}
+	})
+}
