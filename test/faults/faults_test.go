@@ -438,6 +438,58 @@ func TestProxyKilledWhileBrokerDown(t *testing.T) {
 	}
 }
 
+// TestBrokerKilledMidSession: the broker is SIGKILLed under a live session.
+// Its proxy is told by the kernel (PR_SET_PDEATHSIG) and ends the session on
+// its own, closing the client and storing its signed recording; nobody is
+// left to revoke the credential until the restarted broker's sweeper does,
+// past the grant's deadline.
+func TestBrokerKilledMidSession(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Bin: bin, Metrics: true,
+		Args: []string{"--sweep-every", "200ms", "--spool-flush-every", "200ms", "--spool-flush-age", "1s", "--run-timeout", "1s"}})
+	ctx := context.Background()
+	agent := s.Token("agent-crash", "ai-agents")
+	sess, err := s.OpenSession(agent, "soak-db", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, sess.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 'alive' AS before_the_broker_died"); err != nil {
+		t.Fatal(err)
+	}
+	pids := s.ProxyPIDs()
+	if len(pids) != 1 {
+		t.Fatalf("want one proxy process, have %v", pids)
+	}
+	s.Kill()
+	waitFor(t, 30*time.Second, "the orphaned proxy to exit", func() bool {
+		return syscall.Kill(pids[0], 0) != nil
+	})
+	if _, err := conn.Exec(ctx, "SELECT 1"); err == nil {
+		t.Error("the client's connection outlived its proxy")
+	}
+	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
+	if _, evs, err := record.ReadFile(stored); err != nil || !slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_broker_died") }) {
+		t.Errorf("the proxy did not store its recording on the way out: %v", err)
+	}
+	if roles := s.Roles(); len(roles) != 1 {
+		t.Fatalf("with the broker dead the role should still exist: %v", roles)
+	}
+
+	s.StartBroker()
+	g := s.WaitGrant(agent, sess.GrantID, 60*time.Second, func(g map[string]any) bool { return terminal(g) && revoked(g) })
+	if g["state"] != "expired" || !revoked(g) {
+		t.Fatalf("after restart: state %v revoked %v, want expired and revoked", g["state"], g["credential_revoked"])
+	}
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
+}
+
 // TestSpoolUnwritable: the recording spool cannot be written (a file stands
 // where the directory was: root ignores permissions, and no tmpfs can be
 // mounted here). A new session is refused with the reason, its credential
