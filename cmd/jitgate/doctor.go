@@ -215,6 +215,15 @@ func checkCredentials(ctx context.Context, cfg doctorConfig, t *policy.Target) (
 	switch {
 	case t.Protocol == spec.SSH:
 		return checkSSHSource(ctx, cfg, t), true
+	case c.Source == policy.SourceLocal && (t.Protocol == spec.HTTP || t.Protocol == spec.Kube):
+		return checkTokenRef(t), true
+	case c.Source == policy.SourceLocal && t.Protocol == spec.Config:
+		if _, err := buildConfigSource(t); err != nil {
+			r.Detail, r.Fix = "embedded store: "+oneLine(err.Error()), "set credentials.store to file:PATH or env:NAME holding {\"<path>\": {\"<field>\": \"value\"}}"
+			return r, true
+		}
+		r.OK, r.Detail = true, fmt.Sprintf("embedded store %s reads", c.Store)
+		return r, true
 	case c.Source == policy.SourceLocal:
 		return checkLocalSource(ctx, cfg, t), true
 	case c.Source == policy.SourceVault:
@@ -246,6 +255,25 @@ func checkCredentials(ctx context.Context, cfg doctorConfig, t *policy.Target) (
 		return r, true
 	}
 	return r, false
+}
+
+// checkTokenRef checks that an http or kube target's configured token
+// resolves to something, without printing it.
+func checkTokenRef(t *policy.Target) checkResult {
+	r := checkResult{Name: "credentials " + t.Name}
+	ref := t.Credentials.Token
+	v, err := resolveRef(ref)
+	switch {
+	case ref == "":
+		r.Detail, r.Fix = "no token configured", "set credentials.token to env:NAME or file:PATH holding the "+t.Kind+" target's token"
+	case err != nil:
+		r.Detail, r.Fix = fmt.Sprintf("token %s: %v", ref, err), "export the variable or write the file credentials.token names"
+	case strings.TrimSpace(v) == "":
+		r.Detail, r.Fix = fmt.Sprintf("token %s is empty", ref), "put the "+t.Kind+" target's token in "+ref
+	default:
+		r.OK, r.Detail = true, fmt.Sprintf("token %s is set (%d bytes)", ref, len(strings.TrimSpace(v)))
+	}
+	return r
 }
 
 // checkSSHSource loads the target's CA key and shakes hands with its sshd:

@@ -426,3 +426,43 @@ func mustPEM(t *testing.T) []byte {
 	}
 	return b
 }
+
+// TestDoctorTokenAndStoreTargets: http, kube and config targets with local
+// credentials are checked for their own references, never through the
+// PostgreSQL admin DSN check (which used to report them all as failing).
+func TestDoctorTokenAndStoreTargets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tok, empty, store, badStore := filepath.Join(dir, "tok"), filepath.Join(dir, "empty"), filepath.Join(dir, "store.json"), filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(tok, []byte("s3cr3t-token\n"), 0o600)
+	_ = os.WriteFile(empty, []byte("\n"), 0o600)
+	_ = os.WriteFile(store, []byte(`{"flags": {"beta": "on"}}`), 0o600)
+	_ = os.WriteFile(badStore, []byte(`not json`), 0o600)
+	pol := filepath.Join(dir, "policy.yaml")
+	_ = os.WriteFile(pol, []byte("version: 1\ntargets:\n"+
+		"  - {name: api-good, kind: http, address: 127.0.0.1:1, http: {rules: [{path: /x}]}, credentials: {source: local, token: \"file:"+tok+"\"}}\n"+
+		"  - {name: api-empty, kind: http, address: 127.0.0.1:1, http: {rules: [{path: /x}]}, credentials: {source: local, token: \"file:"+empty+"\"}}\n"+
+		"  - {name: k8s-missing, kind: kube, address: 127.0.0.1:1, namespace: shop, credentials: {source: local, token: \"file:"+filepath.Join(dir, "nope")+"\"}}\n"+
+		"  - {name: cfg-good, kind: config, keys: [\"flags/*\"], credentials: {source: local, store: \"file:"+store+"\"}}\n"+
+		"  - {name: cfg-bad, kind: config, keys: [\"flags/*\"], credentials: {source: local, store: \"file:"+badStore+"\"}}\n"+
+		"rules: []\n"), 0o600)
+	got := byName(runDoctor(context.Background(), doctorConfig{PolicyPath: pol, DataDir: filepath.Join(dir, "data")}))
+	for name, want := range map[string]struct {
+		ok     bool
+		detail string
+	}{
+		"credentials api-good":    {true, "is set (12 bytes)"},
+		"credentials api-empty":   {false, "is empty"},
+		"credentials k8s-missing": {false, "no such file"},
+		"credentials cfg-good":    {true, "reads"},
+		"credentials cfg-bad":     {false, "want a JSON object"},
+	} {
+		r, found := got[name]
+		if !found || r.OK != want.ok || !strings.Contains(r.Detail, want.detail) || strings.Contains(r.Detail, "admin_dsn") {
+			t.Errorf("%s: %+v, want ok=%v ~%q", name, r, want.ok, want.detail)
+		}
+		if strings.Contains(r.Detail+r.Fix, "s3cr3t") {
+			t.Errorf("%s: the token's value is printed: %+v", name, r)
+		}
+	}
+}

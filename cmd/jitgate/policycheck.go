@@ -20,17 +20,24 @@ func policyCommand() *cli.Command {
 		Name:  "policy",
 		Usage: "check policy files and decisions offline",
 		Commands: []*cli.Command{{
-			Name:  "check",
-			Usage: "load a policy and print the decision for an identity and statement as JSON",
+			Name:      "check",
+			Usage:     "load a policy and print the decision for an identity and statement as JSON",
+			ArgsUsage: "[-- ARGV (kube targets, with --pod)]",
 			Description: "Exit 0 when the decision could be evaluated (whatever it is), 2 on bad input.\n" +
-				"Without --target it only validates the file.",
+				"Without --target it only validates the file. With one of --sql, --command, --http, --key or\n" +
+				"--pod NS/POD[/CONTAINER] -- ARGV it decides that exec operation, as the broker would; without,\n" +
+				"a session at --access.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "policy", Usage: "policy YAML file", Required: true, Sources: cli.EnvVars("JITGATE_POLICY")},
 				&cli.StringFlag{Name: "target", Usage: "target name"},
 				&cli.StringFlag{Name: "sub", Usage: "subject of the identity", Value: "policy-check"},
 				&cli.StringFlag{Name: "groups", Usage: "comma-separated groups"},
 				&cli.StringFlag{Name: "claims", Usage: "JSON file with the token's claims (groups read from the issuer's groups claim)"},
-				&cli.StringFlag{Name: "sql", Usage: "exec mode: the statement"},
+				&cli.StringFlag{Name: "sql", Usage: "exec mode: the statement (postgres targets)"},
+				&cli.StringFlag{Name: "command", Usage: "exec mode: the shell command (ssh targets)"},
+				&cli.StringFlag{Name: "http", Usage: `exec mode: the request (http targets), e.g. "GET /v1/flags"`},
+				&cli.StringFlag{Name: "key", Usage: "exec mode: the key or key glob (config targets)"},
+				kubeExecFlag(),
 				&cli.StringFlag{Name: "access", Usage: "session mode: read, write or admin", Value: "read"},
 				&cli.StringFlag{Name: "reason", Usage: "request reason"},
 			},
@@ -104,7 +111,22 @@ func policyCheck(ctx context.Context, cmd *cli.Command) error {
 			}
 		}
 	}
-	in := broker.RequestInput{Target: cmd.String("target"), Operation: cmd.String("sql"), Reason: cmd.String("reason"), Mode: spec.Exec}
+	kubeOp, err := kubeExecOperation(cmd)
+	if err != nil {
+		return err
+	}
+	ops := []string{cmd.String("sql"), cmd.String("command"), cmd.String("http"), cmd.String("key")}
+	n := btoi(kubeOp != nil)
+	for _, o := range ops {
+		n += btoi(o != "")
+	}
+	if n > 1 {
+		return usageErr("give at most one of --sql, --command, --http, --key or --pod")
+	}
+	in := broker.RequestInput{Target: cmd.String("target"), Operation: strings.Join(ops, ""), Reason: cmd.String("reason"), Mode: spec.Exec}
+	if kubeOp != nil {
+		in.Operation = kubeOp.String()
+	}
 	if in.Operation == "" {
 		in.Mode = spec.Session
 		if in.Access, err = spec.ParseAccess(cmd.String("access")); err != nil {
@@ -125,6 +147,6 @@ func policyCheck(ctx context.Context, cmd *cli.Command) error {
 	for _, st := range ev.Statements {
 		out.Statements = append(out.Statements, statementJSON{SQL: st.SQL, Kind: st.Kind, Class: st.Class})
 	}
-	printJSON(os.Stdout, out)
+	printJSON(cmd.Root().Writer, out)
 	return nil
 }
