@@ -262,6 +262,9 @@ type castPlan struct {
 	// Fatal: the cast contradicts its recording (edited, replaced); nothing is
 	// played and the command fails.
 	Fatal bool
+	// Missing: sealed, but not stored next to the recording (replay warns,
+	// verify fails: evidence is missing).
+	Missing bool
 }
 
 // planCasts checks the casts next to the recording at p against the digests
@@ -279,7 +282,7 @@ func planCasts(p, grantID string, evs []record.Event, incomplete bool) []castPla
 		cp := castPlan{Name: c.Name, Path: filepath.Join(dir, c.Name)}
 		f, err := os.Open(cp.Path)
 		if err != nil {
-			cp.Problem = "sealed by the recording but not found next to it"
+			cp.Problem, cp.Missing = "sealed by the recording but not found next to it", true
 		} else {
 			if err := c.Check(f); err != nil {
 				cp.Problem, cp.Fatal = "does not match the digest the recording sealed (edited or replaced)", true
@@ -317,7 +320,7 @@ func playCasts(ctx context.Context, p, grantID string, evs []record.Event, incom
 		return cli.Exit("jitgate: BROKEN terminal casts, none played:\n  "+strings.Join(fatal, "\n  "), exitError)
 	}
 	for _, cp := range plans {
-		if cp.Problem != "" && strings.HasPrefix(cp.Problem, "sealed by the recording but not found") {
+		if cp.Missing {
 			fmt.Fprintf(os.Stderr, "jitgate: WARNING: terminal cast %s %s\n", cp.Name, cp.Problem)
 			continue
 		}
@@ -457,7 +460,7 @@ func recordingCommand() *cli.Command {
 						var bad []string
 						for _, cp := range planCasts(lp, rep.Header.GrantID, evs, false) {
 							switch {
-							case cp.Fatal:
+							case cp.Fatal, cp.Missing:
 								bad = append(bad, cp.Name+": "+cp.Problem)
 							case cp.Problem != "":
 								msg += fmt.Sprintf("; cast %s %s", cp.Name, cp.Problem)
@@ -482,15 +485,16 @@ func recordingCommand() *cli.Command {
 			},
 			{
 				Name:  "flush",
-				Usage: "store the recordings left in the spool (killed proxies, failed uploads) in the recordings directory",
+				Usage: "store the recordings left in the spool (killed proxies, failed uploads) in the recordings directory or S3",
 				Flags: []cli.Flag{dataDirFlag(),
 					&cli.StringFlag{Name: "spool", Usage: "spool directory (default DATA_DIR/spool)"},
-					&cli.StringFlag{Name: "sink", Usage: "directory to store into (default DATA_DIR/recordings)"}},
+					&cli.StringFlag{Name: "sink", Usage: "directory, or s3://BUCKET/PREFIX/, to store into (default DATA_DIR/recordings)"},
+					&cli.StringFlag{Name: "sse-kms-key", Usage: "s3 sink: KMS key objects are encrypted with (default the account's aws/s3 key)"}},
 				Action: func(ctx context.Context, cmd *cli.Command) error {
 					spool := firstNonEmpty(cmd.String("spool"), filepath.Join(cmd.String("data-dir"), "spool"))
-					sink, err := filesink.New(filesink.Config{Dir: firstNonEmpty(cmd.String("sink"), filepath.Join(cmd.String("data-dir"), "recordings"))})
+					sink, err := flushSink(ctx, cmd)
 					if err != nil {
-						return usageErr("%v", err)
+						return err
 					}
 					stored, err := record.FlushSpoolStored(ctx, spool, sink, record.FlushOptions{})
 					for _, st := range stored {
@@ -505,6 +509,36 @@ func recordingCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// flushSink is --sink: a directory (filesink) or s3://bucket/prefix/ (s3sink,
+// the SDK's standard configuration).
+func flushSink(ctx context.Context, cmd *cli.Command) (record.Sink, error) {
+	dst := firstNonEmpty(cmd.String("sink"), filepath.Join(cmd.String("data-dir"), "recordings"))
+	rest, ok := strings.CutPrefix(dst, "s3://")
+	if !ok {
+		sink, err := filesink.New(filesink.Config{Dir: dst})
+		if err != nil {
+			return nil, usageErr("%v", err)
+		}
+		return sink, nil
+	}
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	cfg, err := awsConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = cfg.BaseEndpoint != nil || os.Getenv("JITGATE_S3_PATH_STYLE") == "true"
+	})
+	sink, err := s3sink.New(s3sink.Config{Client: client, Bucket: bucket, Prefix: prefix, KMSKeyID: cmd.String("sse-kms-key")})
+	if err != nil {
+		return nil, usageErr("--sink %s: %v", dst, err)
+	}
+	return sink, nil
 }
 
 func ve0(err error) *record.VerifyError {

@@ -21,7 +21,6 @@ import (
 	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/asciicast"
-	"github.com/jitgate/jitgate/ephemeral/record/s3sink"
 	"github.com/jitgate/jitgate/ephemeral/record/sign"
 	"github.com/jitgate/jitgate/ephemeral/record/sign/kmssign"
 	"github.com/jitgate/jitgate/test/awstest"
@@ -280,18 +279,7 @@ func TestReplayFromS3(t *testing.T) {
 	if err := rec.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sink, err := s3sink.New(s3sink.Config{Client: s3c, Bucket: "evidence", Prefix: "recordings/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := record.Uploader{Sink: sink}.Upload(ctx, filepath.Join(spool, id+record.Ext))
-	if err != nil {
-		t.Fatal(err)
-	}
-	uri := st.Location
-	if uri != "s3://evidence/recordings/"+id+".jgr" {
-		t.Fatalf("stored at %s", uri)
-	}
+	uri := "s3://evidence/recordings/" + id + ".jgr"
 
 	dir := t.TempDir()
 	pemBytes, err := kmssign.PublicKeyPEM(ctx, kc, arn)
@@ -318,6 +306,14 @@ func TestReplayFromS3(t *testing.T) {
 		}
 		return out.String(), errb.String(), code
 	}
+	// The spooled recording goes to S3 the way an operator flushes a spool.
+	if out, errOut, code := run("recordings", "flush", "--spool", spool, "--sink", "s3://evidence/recordings"); code != 0 ||
+		!strings.Contains(out, "stored "+id+" → "+uri) || !strings.Contains(out, "1 recording(s) stored") {
+		t.Fatalf("flush to s3: exit %d\n%s%s", code, out, errOut)
+	}
+	if left, _ := os.ReadDir(spool); len(left) != 0 {
+		t.Fatalf("the spool keeps %d files after the flush", len(left))
+	}
 	for _, keyArgs := range [][]string{{"--kms-key", arn}, {"--public-key", pemPath}} {
 		out, errOut, code := run(append([]string{"recording", "verify", uri}, keyArgs...)...)
 		if code != 0 || !strings.Contains(out, uri+": ok, grant "+id) || !strings.Contains(out, "signed by ecdsa-p256:") ||
@@ -340,6 +336,16 @@ func TestReplayFromS3(t *testing.T) {
 	}
 	if _, errOut, code := run("recording", "verify", "s3://evidence/../x.jgr", "--kms-key", arn); code == 0 {
 		t.Errorf("bad uri accepted: %s", errOut)
+	}
+	// A sealed cast that is gone fails verify; replay warns and goes on.
+	if _, err := s3c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("evidence"), Key: aws.String("recordings/" + id + ".conn2.ch0.cast")}); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run("recording", "verify", uri, "--kms-key", arn); code != 1 || !strings.Contains(errOut, "not found next to it") {
+		t.Errorf("verify without its cast: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code := run("replay", uri, "--kms-key", arn, "--no-wait"); code != 0 || !strings.Contains(errOut, "WARNING: terminal cast "+id+".conn2.ch0.cast sealed by the recording but not found") {
+		t.Errorf("replay without its cast: exit %d\n%s", code, errOut)
 	}
 	obj, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("evidence"), Key: aws.String("recordings/" + id + ".jgr")})
 	if err != nil {
