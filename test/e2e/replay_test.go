@@ -24,6 +24,7 @@ import (
 	"github.com/jitgate/jitgate/ephemeral/record/sign"
 	"github.com/jitgate/jitgate/ephemeral/record/sign/kmssign"
 	"github.com/jitgate/jitgate/test/awstest"
+	"github.com/jitgate/jitgate/test/shopdb"
 	"github.com/jitgate/jitgate/test/sshtest"
 )
 
@@ -361,5 +362,66 @@ func TestReplayFromS3(t *testing.T) {
 	}
 	if out, errOut, code := run("recording", "verify", uri, "--kms-key", arn); code != 1 || !strings.Contains(errOut, "BROKEN at chunk") {
 		t.Errorf("flipped byte: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestPsqlReplay: a psql session through `jitgate connect` reads masked card
+// numbers and emails and tries a DELETE; `jitgate replay` of the stored
+// recording verifies, shows the statements, the refusal, and as a table
+// every value psql printed, masked as psql saw it, and never a cleartext one.
+func TestPsqlReplay(t *testing.T) {
+	e := newEnv(t)
+	agent := e.token("agent-1", "ai-agents")
+	const query = "SELECT name, card_number, email FROM users ORDER BY id"
+	out, errOut, code := e.run(agent, "connect", "--target", "orders-db", "--quiet", "--",
+		"psql", "-X", "-A", "-t", "-F", "|", "-c", query, "-c", "DELETE FROM users")
+	if !strings.Contains(errOut, "blocked") || !strings.Contains(out, "Ada Lovelace|") {
+		t.Fatalf("psql: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		rows = append(rows, strings.Split(line, "|"))
+	}
+	if len(rows) != 3 {
+		t.Fatalf("psql printed %d rows, want 3:\n%s", len(rows), out)
+	}
+	var rec string
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end) && rec == ""; time.Sleep(100 * time.Millisecond) {
+		if m, _ := filepath.Glob(filepath.Join(e.dataDir, "recordings", "*.jgr")); len(m) == 1 {
+			rec = m[0]
+		}
+	}
+	if rec == "" {
+		t.Fatal("no recording was stored")
+	}
+	id := strings.TrimSuffix(filepath.Base(rec), ".jgr")
+	replay, errOut, code := e.run(agent, "replay", id, "--data-dir", e.dataDir)
+	if code != 0 || !strings.Contains(errOut, "verified:") {
+		t.Fatalf("replay: exit %d\n%s", code, errOut)
+	}
+	for _, want := range []string{query, "DELETE FROM users", "BLOCKED"} {
+		if !strings.Contains(replay, want) {
+			t.Errorf("the replay lacks %q:\n%s", want, replay)
+		}
+	}
+	// Every value psql printed is in the replay's table, on one line per row.
+	lines := strings.Split(replay, "\n")
+	for _, row := range rows {
+		found := false
+		for _, l := range lines {
+			all := true
+			for _, v := range row {
+				all = all && strings.Contains(l, v)
+			}
+			found = found || all
+		}
+		if !found {
+			t.Errorf("no replay line holds the row psql printed: %q\n%s", row, replay)
+		}
+	}
+	for _, secret := range append(append([]string{}, shopdb.Cards...), shopdb.Emails...) {
+		if strings.Contains(replay, secret) || strings.Contains(out, secret) {
+			t.Errorf("%q appears in cleartext", secret)
+		}
 	}
 }
