@@ -118,7 +118,7 @@ func runDoctor(ctx context.Context, cfg doctorConfig) []checkResult {
 		cfg.HTTPClient = &http.Client{Timeout: cfg.Timeout}
 	}
 	if cfg.Vault == nil {
-		cfg.Vault = vaultFromEnv
+		cfg.Vault = doctorVault
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -218,7 +218,7 @@ func checkCredentials(ctx context.Context, cfg doctorConfig, t *policy.Target) (
 	case c.Source == policy.SourceLocal && (t.Protocol == spec.HTTP || t.Protocol == spec.Kube):
 		return checkTokenRef(t), true
 	case c.Source == policy.SourceLocal && t.Protocol == spec.Config:
-		if _, err := buildConfigSource(t); err != nil {
+		if _, err := buildSource(t); err != nil {
 			r.Detail, r.Fix = "embedded store: "+oneLine(err.Error()), "set credentials.store to file:PATH or env:NAME holding {\"<path>\": {\"<field>\": \"value\"}}"
 			return r, true
 		}
@@ -337,16 +337,15 @@ func checkSSHSource(ctx context.Context, cfg doctorConfig, t *policy.Target) che
 	return r
 }
 
-func vaultFromEnv() (*vaultapi.Client, error) {
-	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN") == "" {
-		return nil, errors.New("VAULT_ADDR and VAULT_TOKEN are not both set")
+// doctorVault is the process's Vault client without retries: doctor reports
+// a failing Vault at once.
+func doctorVault() (*vaultapi.Client, error) {
+	c, err := vaultFromEnv()
+	if err != nil {
+		return nil, err
 	}
-	vc := vaultapi.DefaultConfig()
-	if vc.Error != nil {
-		return nil, vc.Error
-	}
-	vc.MaxRetries = 0
-	return vaultapi.NewClient(vc)
+	c.SetMaxRetries(0)
+	return c, nil
 }
 
 func checkLocalSource(ctx context.Context, cfg doctorConfig, t *policy.Target) checkResult {

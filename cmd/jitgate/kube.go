@@ -4,58 +4,17 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/urfave/cli/v3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/jitgate/jitgate/broker"
-	"github.com/jitgate/jitgate/broker/credentials"
-	"github.com/jitgate/jitgate/broker/credentials/kube"
 	"github.com/jitgate/jitgate/broker/httpapi"
-	"github.com/jitgate/jitgate/broker/policy"
-	"github.com/jitgate/jitgate/ephemeral/spec"
 )
-
-// buildKubeSource is where a kube target's bearer token comes from: a
-// configured token (env:NAME or file:PATH) or Vault's Kubernetes secrets
-// engine. The proxy presents it upstream; the agent never sees it.
-func buildKubeSource(t *policy.Target) (credentials.Source, error) {
-	c := t.Credentials
-	switch c.Source {
-	case policy.SourceLocal:
-		tok, err := resolveRef(c.Token)
-		if err != nil {
-			return nil, fmt.Errorf("token: %w", err)
-		}
-		return kube.New(kube.Config{Target: t.Name, Static: spec.NewSecret(tok)})
-	case policy.SourceVault:
-		vc := vaultapi.DefaultConfig() // reads VAULT_ADDR and friends
-		if vc.Error != nil {
-			return nil, vc.Error
-		}
-		client, err := vaultapi.NewClient(vc)
-		if err != nil {
-			return nil, err
-		}
-		if os.Getenv("VAULT_TOKEN") == "" {
-			return nil, errors.New("vault source needs VAULT_ADDR and VAULT_TOKEN")
-		}
-		roles := map[spec.Access]string{}
-		for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
-			if r := c.Role(a); r != "" {
-				roles[a] = r
-			}
-		}
-		return kube.New(kube.Config{Target: t.Name, Namespace: t.Kube.Scope.Namespace, Client: client, Mount: c.VaultMount, Roles: roles})
-	}
-	return nil, fmt.Errorf("unknown credential source %v (want local or vault)", c.Source)
-}
 
 // kubeExecFlag is jitgate exec's flag for kube targets.
 func kubeExecFlag() cli.Flag {

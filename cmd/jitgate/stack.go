@@ -22,10 +22,7 @@ import (
 	"github.com/jitgate/jitgate/broker/approvalui"
 	"github.com/jitgate/jitgate/broker/audit"
 	"github.com/jitgate/jitgate/broker/credentials"
-	"github.com/jitgate/jitgate/broker/credentials/kv"
-	"github.com/jitgate/jitgate/broker/credentials/local"
-	"github.com/jitgate/jitgate/broker/credentials/sshca"
-	"github.com/jitgate/jitgate/broker/credentials/vault"
+	"github.com/jitgate/jitgate/broker/credentials/targetsource"
 	"github.com/jitgate/jitgate/broker/grant"
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity"
@@ -37,7 +34,6 @@ import (
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/filesink"
 	"github.com/jitgate/jitgate/ephemeral/record/sign"
-	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
 // stackConfig is what `jitgate dev` and `jitgate broker serve` share.
@@ -277,59 +273,21 @@ func maskKey(dir string) ([]byte, error) {
 }
 
 func buildSource(t *policy.Target) (credentials.Source, error) {
-	c := t.Credentials
-	roles := map[spec.Access]string{}
-	if c.ReadRole != "" {
-		roles[spec.Read] = c.ReadRole
+	// A session grant serves pools and pgbench -c N: room for a few dozen
+	// connections (the role still expires with the grant).
+	return targetsource.New(t, targetsource.Env{Resolve: resolveRef, Vault: vaultFromEnv, PostgresConnectionLimit: 32})
+}
+
+// vaultFromEnv is the Vault client of VAULT_ADDR, VAULT_TOKEN and friends.
+func vaultFromEnv() (*vaultapi.Client, error) {
+	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN") == "" {
+		return nil, errors.New("source vault needs VAULT_ADDR and VAULT_TOKEN")
 	}
-	if c.WriteRole != "" {
-		roles[spec.Write] = c.WriteRole
+	vc := vaultapi.DefaultConfig()
+	if vc.Error != nil {
+		return nil, vc.Error
 	}
-	if c.AdminRole != "" {
-		roles[spec.Admin] = c.AdminRole
-	}
-	if t.Protocol == spec.SSH {
-		return buildSSHSource(t)
-	}
-	if t.Protocol == spec.HTTP {
-		return buildHTTPSource(t)
-	}
-	if t.Protocol == spec.Kube {
-		return buildKubeSource(t)
-	}
-	if t.Protocol == spec.Config {
-		return buildConfigSource(t)
-	}
-	switch c.Source {
-	case policy.SourceLocal:
-		dsn, err := resolveRef(c.AdminDSN)
-		if err != nil {
-			return nil, fmt.Errorf("admin_dsn: %w", err)
-		}
-		// A session grant serves pools and pgbench -c N: room for a few dozen
-		// connections (the role still expires with the grant).
-		return local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: t.Database, Roles: roles, ConnectionLimit: 32})
-	case policy.SourceVault:
-		vc := vaultapi.DefaultConfig() // reads VAULT_ADDR and friends
-		if vc.Error != nil {
-			return nil, vc.Error
-		}
-		client, err := vaultapi.NewClient(vc)
-		if err != nil {
-			return nil, err
-		}
-		if os.Getenv("VAULT_TOKEN") == "" {
-			return nil, errors.New("vault source needs VAULT_ADDR and VAULT_TOKEN")
-		}
-		vroles := map[spec.Access]string{}
-		for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
-			if r := c.Role(a); r != "" {
-				vroles[a] = r
-			}
-		}
-		return vault.New(vault.Config{Client: client, Mount: c.VaultMount, Roles: vroles})
-	}
-	return nil, fmt.Errorf("unknown credential source %v (want local or vault)", c.Source)
+	return vaultapi.NewClient(vc)
 }
 
 // resolveRef reads "env:NAME" and "file:PATH" references; anything else is literal.
@@ -473,59 +431,4 @@ func (e explainer) Explain(ctx context.Context, target, sql string) (float64, er
 		return top.Plans[0].Rows, nil
 	}
 	return top.Rows, nil
-}
-
-// buildSSHSource is the embedded SSH CA for an ssh target: per-grant
-// certificates for the target's login user, valid until the grant ends.
-func buildSSHSource(t *policy.Target) (credentials.Source, error) {
-	if t.Credentials.Source != policy.SourceLocal {
-		return nil, errors.New("ssh targets support source local (the embedded SSH CA) for now")
-	}
-	pemText, err := resolveRef(t.Credentials.CAKey)
-	if err != nil {
-		return nil, fmt.Errorf("ca_key: %w", err)
-	}
-	ca, err := sshca.LoadCA([]byte(pemText))
-	if err != nil {
-		return nil, fmt.Errorf("ca_key: %w", err)
-	}
-	return sshca.New(sshca.Config{
-		CA:          ca,
-		Principals:  map[spec.Access]string{spec.Read: t.User, spec.Write: t.User, spec.Admin: t.User},
-		Permissions: sshca.Permissions{PTY: t.Commands.Interactive, PortForwarding: t.Commands.PortForwarding},
-	})
-}
-
-// buildHTTPSource is where an http target's API token comes from: a local
-// reference (env:NAME, file:PATH) or Vault KV v2. The proxy injects it; the
-// agent never sees it.
-func buildHTTPSource(t *policy.Target) (credentials.Source, error) {
-	c := t.Credentials
-	ref := kv.Ref{Path: t.Name, Field: "token"}
-	cfg := kv.Config{Secrets: map[spec.Access]kv.Ref{}}
-	switch c.Source {
-	case policy.SourceLocal:
-		tok, err := resolveRef(c.Token)
-		if err != nil {
-			return nil, fmt.Errorf("token: %w", err)
-		}
-		cfg.Static = map[string]map[string]string{t.Name: {"token": tok}}
-	case policy.SourceVault:
-		vc := vaultapi.DefaultConfig()
-		if vc.Error != nil {
-			return nil, vc.Error
-		}
-		client, err := vaultapi.NewClient(vc)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Client, cfg.Mount = client, c.VaultMount
-		ref = kv.Ref{Path: c.KVPath, Field: c.KVField}
-	default:
-		return nil, fmt.Errorf("unknown credential source %v", c.Source)
-	}
-	for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
-		cfg.Secrets[a] = ref
-	}
-	return kv.New(cfg)
 }

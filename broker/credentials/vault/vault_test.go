@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,16 +58,21 @@ var vaultRoles = map[spec.Access]string{spec.Read: "shop_read", spec.Write: "sho
 // a vault.Source talking to the double.
 type env struct {
 	dsn    string
+	prefix string // of the roles this env's minter makes (roles are cluster-wide; tests run in parallel)
 	minter *local.Postgres
 	vt     *vaulttest.Server
 	src    *vault.Source
 	logs   *bytes.Buffer
 }
 
+// envSeq numbers envs so each minter's roles have their own prefix.
+var envSeq atomic.Int64
+
 func newEnv(t *testing.T, mutate func(*vaulttest.Config, *vault.Config)) *env {
 	t.Helper()
 	dsn, db := credtest.Database(t, pg(t))
-	minter, err := local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: db,
+	prefix := fmt.Sprintf("jg%d_", envSeq.Add(1))
+	minter, err := local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: db, Prefix: prefix,
 		Roles: map[spec.Access]string{spec.Read: credtest.ReadRole, spec.Write: credtest.WriteRole}})
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +90,7 @@ func newEnv(t *testing.T, mutate func(*vaulttest.Config, *vault.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{dsn: dsn, minter: minter, vt: vt, src: src, logs: logs}
+	return &env{dsn: dsn, prefix: prefix, minter: minter, vt: vt, src: src, logs: logs}
 }
 
 func TestContractViaVaultDouble(t *testing.T) {
@@ -202,7 +209,7 @@ func TestIssueWhenVaultIsDown(t *testing.T) {
 	}
 	admin := adminConn(t, e.dsn)
 	var n int
-	if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM pg_roles WHERE rolname LIKE 'jg\_vault%'`).Scan(&n); err != nil {
+	if err := admin.QueryRow(t.Context(), `SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)`, e.prefix).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {

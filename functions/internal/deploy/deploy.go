@@ -26,8 +26,7 @@ import (
 	"github.com/jitgate/jitgate/broker"
 	"github.com/jitgate/jitgate/broker/audit"
 	"github.com/jitgate/jitgate/broker/credentials"
-	"github.com/jitgate/jitgate/broker/credentials/local"
-	"github.com/jitgate/jitgate/broker/credentials/vault"
+	"github.com/jitgate/jitgate/broker/credentials/targetsource"
 	"github.com/jitgate/jitgate/broker/grant"
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity"
@@ -285,40 +284,20 @@ func loadMaskKey(ctx context.Context, c *Clients, uri string) ([]byte, error) {
 	return b, nil
 }
 
-// buildSource makes a target's credential source. In AWS, Vault is the
-// production source; the local minter (admin_dsn) is accepted for LocalStack
-// trials.
+// buildSource makes a target's credential source, as the local stack does
+// (broker/credentials/targetsource). In AWS, Vault is the production source;
+// the local minter (admin_dsn) and configured tokens are accepted for
+// LocalStack trials.
 func buildSource(t *policy.Target, v *vaultapi.Client) (credentials.Source, error) {
-	if t.Protocol != spec.Postgres {
-		return nil, fmt.Errorf("%s targets are not served by the AWS deployment yet", t.Protocol)
-	}
-	c := t.Credentials
-	switch c.Source {
-	case policy.SourceVault:
-		if v == nil {
-			return nil, errors.New("source vault needs VAULT_ADDR (and a Vault token)")
-		}
-		roles := map[spec.Access]string{}
-		for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
-			if r := c.Role(a); r != "" {
-				roles[a] = r
+	return targetsource.New(t, targetsource.Env{
+		Resolve: resolveRef,
+		Vault: func() (*vaultapi.Client, error) {
+			if v == nil {
+				return nil, errors.New("source vault needs VAULT_ADDR (and a Vault token)")
 			}
-		}
-		return vault.New(vault.Config{Client: v, Mount: c.VaultMount, Roles: roles})
-	case policy.SourceLocal:
-		dsn, err := resolveRef(c.AdminDSN)
-		if err != nil {
-			return nil, fmt.Errorf("admin_dsn: %w", err)
-		}
-		roles := map[spec.Access]string{}
-		for _, a := range []spec.Access{spec.Read, spec.Write, spec.Admin} {
-			if r := c.Role(a); r != "" {
-				roles[a] = r
-			}
-		}
-		return local.NewPostgres(local.PostgresConfig{AdminDSN: dsn, Database: t.Database, Roles: roles})
-	}
-	return nil, fmt.Errorf("unknown credential source %s", c.Source)
+			return v, nil
+		},
+	})
 }
 
 // resolveRef reads "env:NAME" and "file:PATH" references; anything else is literal.

@@ -1,4 +1,4 @@
-package main
+package targetsource_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jitgate/jitgate/broker/credentials"
+	"github.com/jitgate/jitgate/broker/credentials/targetsource"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 	"github.com/jitgate/jitgate/test/vaulttest"
@@ -48,14 +49,13 @@ func issueValues(t *testing.T, src credentials.Source) spec.Credential {
 // secrets under kv_path (from the Vault API double) and keeps only the keys
 // the target exposes.
 func TestConfigSourceVault(t *testing.T) {
+	t.Parallel()
 	vs := vaulttest.Start(t, vaulttest.Config{KV: map[string]map[string]map[string]any{"secret": {
 		"app/flags": {"beta": "true", "db_url": "postgres://a:pw@db/app", "limit": 5},
 		"app/db":    {"url": "db.internal", "password": "never-issued"},
 		"app/admin": {"root": "never-issued"},
 	}}})
-	t.Setenv("VAULT_ADDR", vs.Addr())
-	t.Setenv("VAULT_TOKEN", vs.Token)
-	src, err := buildConfigSource(configTarget(t, "{source: vault, vault_mount: secret, kv_path: app}"))
+	src, err := targetsource.New(configTarget(t, "{source: vault, vault_mount: secret, kv_path: app}"), vaultEnv(t, vs.Addr(), vs.Token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestConfigSourceLocal(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "store.json")
 	_ = os.WriteFile(good, []byte(`{"flags":{"beta":"true"},"admin":{"root":"x"}}`), 0o600)
-	src, err := buildConfigSource(configTarget(t, `{source: local, store: "file:`+good+`"}`))
+	src, err := targetsource.New(configTarget(t, `{source: local, store: "file:`+good+`"}`), testEnv())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +90,10 @@ func TestConfigSourceLocal(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "bad.json")
 	_ = os.WriteFile(bad, []byte(`{"flags": "not an object"}`), 0o600)
-	if _, err := buildConfigSource(configTarget(t, `{source: local, store: "file:`+bad+`"}`)); err == nil || !strings.Contains(err.Error(), "want a JSON object") {
+	if _, err := targetsource.New(configTarget(t, `{source: local, store: "file:`+bad+`"}`), testEnv()); err == nil || !strings.Contains(err.Error(), "want a JSON object") {
 		t.Fatalf("bad store: %v", err)
 	}
-	if _, err := buildConfigSource(configTarget(t, `{source: local, store: "file:`+filepath.Join(dir, "missing.json")+`"}`)); err == nil {
+	if _, err := targetsource.New(configTarget(t, `{source: local, store: "file:`+filepath.Join(dir, "missing.json")+`"}`), testEnv()); err == nil {
 		t.Fatal("missing store accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package targetsource
 
 import (
 	"context"
@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	vaultapi "github.com/hashicorp/vault/api"
-
 	"github.com/jitgate/jitgate/broker/credentials"
 	"github.com/jitgate/jitgate/broker/credentials/kv"
 	"github.com/jitgate/jitgate/broker/policy"
@@ -19,13 +17,13 @@ import (
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
-// configSource issues a config grant's credential: the values of the keys
+// configValues issues a config grant's credential: the values of the keys
 // the target exposes, read from Vault KV v2 or the embedded store when the
 // grant is issued, for the proxy's config engine to filter, mask and record.
 // Like every KV credential these are standing values: Revoke has nothing to
 // revoke (see broker/credentials/kv), and the grant's deadline bounds the
 // proxy that holds them.
-type configSource struct {
+type configValues struct {
 	kv     *kv.Source
 	mount  string
 	prefix string // KV path the keys are under ("" for the embedded store)
@@ -33,13 +31,13 @@ type configSource struct {
 	now    func() time.Time
 }
 
-// buildConfigSource builds a config target's source from its credentials:
+// configSource builds a config target's source from its credentials:
 // source local reads the embedded store (store: file:PATH or env:NAME, a
 // JSON object {"<path>": {"<field>": "value"}}); source vault reads
 // <vault_mount>/data/<kv_path>/<path> with the Vault client's environment.
-func buildConfigSource(t *policy.Target) (credentials.Source, error) {
+func configSource(t *policy.Target, env Env) (credentials.Source, error) {
 	c := t.Credentials
-	s := &configSource{now: time.Now}
+	s := &configValues{now: time.Now}
 	for _, k := range t.Config.Keys {
 		key, err := configengine.ParseKey(k)
 		if err != nil {
@@ -52,7 +50,7 @@ func buildConfigSource(t *policy.Target) (credentials.Source, error) {
 	cfg := kv.Config{Secrets: map[spec.Access]kv.Ref{spec.Read: {Path: t.Name, Field: "-"}}}
 	switch c.Source {
 	case policy.SourceLocal:
-		raw, err := resolveRef(c.Store)
+		raw, err := env.Resolve(c.Store)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
@@ -66,11 +64,7 @@ func buildConfigSource(t *policy.Target) (credentials.Source, error) {
 		cfg.Static = store
 		s.mount = "store"
 	case policy.SourceVault:
-		vc := vaultapi.DefaultConfig()
-		if vc.Error != nil {
-			return nil, vc.Error
-		}
-		client, err := vaultapi.NewClient(vc)
+		client, err := env.vault()
 		if err != nil {
 			return nil, err
 		}
@@ -89,7 +83,7 @@ func buildConfigSource(t *policy.Target) (credentials.Source, error) {
 
 // Issue reads every secret path the target's keys name and keeps the fields
 // they match. A path the store does not have contributes no keys.
-func (s *configSource) Issue(ctx context.Context, req credentials.Request) (spec.Credential, error) {
+func (s *configValues) Issue(ctx context.Context, req credentials.Request) (spec.Credential, error) {
 	if err := req.Validate(s.now()); err != nil {
 		return spec.Credential{}, fmt.Errorf("config: issue: %w", err)
 	}
@@ -122,7 +116,7 @@ func (s *configSource) Issue(ctx context.Context, req credentials.Request) (spec
 	return spec.Credential{Values: vals, LeaseID: kv.LeaseID(s.mount, s.leasePath(), 0), Expires: req.Expires}, nil
 }
 
-func (s *configSource) leasePath() string {
+func (s *configValues) leasePath() string {
 	if s.prefix != "" {
 		return s.prefix
 	}
@@ -130,7 +124,7 @@ func (s *configSource) leasePath() string {
 }
 
 // Revoke checks the lease id only: KV values are standing secrets.
-func (s *configSource) Revoke(_ context.Context, cred spec.Credential) error {
+func (s *configValues) Revoke(_ context.Context, cred spec.Credential) error {
 	if !strings.HasPrefix(cred.LeaseID, kv.LeasePrefix+s.mount+"/") {
 		return fmt.Errorf("config: revoke: lease %q is not one of this source's", cred.LeaseID)
 	}
