@@ -43,6 +43,10 @@ bench-quick: ## smoke run of the benchmark harness (1 short round) → bench/RES
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	scripts/fuzz.sh $${FUZZTIME:-30s}
 
+.PHONY: soak
+soak: deps ## load soak: 200 session grants x 60s, each through its own proxy (GRANTS=, DURATION=)
+	scripts/soak.sh
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
