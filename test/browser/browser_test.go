@@ -88,6 +88,11 @@ func startStack(t *testing.T) *stack {
 		}
 	})
 	waitHealthy(t, s.base+"/healthz")
+	// The banner is printed around the time the listener is up, not
+	// necessarily before /healthz answers.
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(s.logs.String(), s.base+"/ui/") && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !strings.Contains(s.logs.String(), s.base+"/ui/") {
 		t.Errorf("jitgate dev does not print the approval page's URL:\n%s", s.logs.String())
 	}
