@@ -160,8 +160,9 @@ func replayCommand() *cli.Command {
 		Usage: "print a readable transcript of a recorded session and play its terminal casts (checked against the signing key when it is at hand)",
 		Description: "SQL and HTTP sessions are printed as a transcript: statement, verdict, masked rows as tables.\n" +
 			"Terminal sessions (ssh shells) then play at their recorded pace, escape sequences that could\n" +
-			"reach your clipboard or terminal title removed: --speed 2 plays twice as fast, --no-wait prints\n" +
-			"at once, --step stops before each command the user sent until you press Enter.\n" +
+			"reach your clipboard or terminal title removed: Enter pauses and resumes, --speed 2 plays twice\n" +
+			"as fast, --no-wait prints at once, --step stops before each command the user sent until you\n" +
+			"press Enter.\n" +
 			"A cast is played only if the recording sealed it (or the recording was cut short, with a warning).\n" +
 			"s3://bucket/key recordings are fetched with the AWS SDK's standard configuration (AWS_REGION,\n" +
 			"AWS_ENDPOINT_URL, credentials), their casts with them.",
@@ -237,6 +238,22 @@ func replayCommand() *cli.Command {
 				return nil
 			}
 			opts := asciicast.PlayOptions{Speed: cmd.Float("speed"), NoWait: cmd.Bool("no-wait"), IdleLimit: cmd.Duration("idle-limit")}
+			if !cmd.Bool("step") && !cmd.Bool("no-wait") {
+				// Enter pauses and resumes the playback.
+				var p asciicast.Pauser
+				opts.Sleep = p.Sleep
+				go func() {
+					in := bufio.NewReader(os.Stdin)
+					for {
+						if _, err := in.ReadString('\n'); err != nil {
+							return
+						}
+						if p.Toggle() {
+							fmt.Fprint(os.Stderr, "\r\n\x1b[7m jitgate: paused — Enter resumes \x1b[0m\r\n")
+						}
+					}
+				}()
+			}
 			if cmd.Bool("step") {
 				in := bufio.NewReader(os.Stdin)
 				opts.Step = func(ctx context.Context) error {

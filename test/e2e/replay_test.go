@@ -6,10 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,6 +201,45 @@ rules:
 	c := exec.CommandContext(ctx, jitgateBin, "replay", id, "--data-dir", dataDir, "--speed", "50", "--idle-limit", "100ms")
 	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "marker-42") {
 		t.Errorf("--speed 50: %v\n%s", err, out)
+	}
+	// Enter pauses the playback; nothing more is written until Enter again.
+	// The first Enter is waiting in the pipe before the replay starts, so the
+	// pause is in place long before the (second-long) cast is through.
+	pc := exec.CommandContext(ctx, jitgateBin, "replay", id, "--data-dir", dataDir)
+	pr, stdin, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdin.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	pc.Stdin = pr
+	stderr, _ := pc.StderrPipe()
+	var pout syncBuf
+	pc.Stdout = &pout
+	if err := pc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	var perr strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(perr.String(), "paused") {
+		n, err := stderr.Read(buf)
+		perr.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("replay ended before it paused: %v\n%s", err, perr.String())
+		}
+	}
+	held := pout.String()
+	time.Sleep(300 * time.Millisecond)
+	if pout.String() != held || strings.Contains(held, "logout") {
+		t.Errorf("the paused playback kept writing: %q → %q", held, pout.String())
+	}
+	_, _ = stdin.Write([]byte("\n"))
+	stdin.Close()
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if err := pc.Wait(); err != nil || !strings.Contains(pout.String(), "on file") {
+		t.Errorf("resumed playback: %v, %q", err, pout.String())
 	}
 	if _, errOut, code := run("", "replay", id, "--data-dir", dataDir, "--speed", "0"); code != 2 || !strings.Contains(errOut, "--speed") {
 		t.Errorf("--speed 0: exit %d, %s", code, errOut)
@@ -424,4 +465,21 @@ func TestPsqlReplay(t *testing.T) {
 			t.Errorf("%q appears in cleartext", secret)
 		}
 	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -152,5 +153,54 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// Pauser pauses a playback from another goroutine (a viewer's key press):
+// use its Sleep as PlayOptions.Sleep. The zero value is running.
+//
+//	var p asciicast.Pauser
+//	go func() { for readLine() { p.Toggle() } }()
+//	asciicast.Play(ctx, os.Stdout, evs, asciicast.PlayOptions{Sleep: p.Sleep})
+type Pauser struct {
+	mu     sync.Mutex
+	paused bool
+	resume chan struct{} // closed on resume; set while paused
+}
+
+// Toggle pauses a running playback or resumes a paused one; it reports
+// whether the playback is paused now.
+func (p *Pauser) Toggle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		p.paused = false
+		close(p.resume)
+		return false
+	}
+	p.paused, p.resume = true, make(chan struct{})
+	return true
+}
+
+// Sleep waits d, then for as long as the playback is paused (or until ctx
+// ends): a pause takes effect before the next event is written.
+func (p *Pauser) Sleep(ctx context.Context, d time.Duration) error {
+	if d > 0 {
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
+	for {
+		p.mu.Lock()
+		paused, resume := p.paused, p.resume
+		p.mu.Unlock()
+		if !paused {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-resume:
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,4 +132,61 @@ func TestPlay(t *testing.T) {
 			t.Errorf("speed %v accepted", bad)
 		}
 	}
+}
+
+// TestPauser: a paused playback writes nothing more until it is resumed,
+// then carries on where it stopped; a paused playback ends with its context.
+func TestPauser(t *testing.T) {
+	t.Parallel()
+	evs := []asciicast.Event{{Time: 0, Code: "o", Data: "a"}, {Time: 0.001, Code: "o", Data: "b"}, {Time: 0.002, Code: "o", Data: "c"}}
+	var p asciicast.Pauser
+	if !p.Toggle() {
+		t.Fatal("Toggle did not pause")
+	}
+	w := &syncWriter{}
+	done := make(chan error, 1)
+	go func() { done <- asciicast.Play(t.Context(), w, evs, asciicast.PlayOptions{Sleep: p.Sleep}) }()
+	// The first event has no pause before it; the second waits for resume.
+	for w.String() != "a" {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("playback ended while paused: %v, wrote %q", err, w.String())
+	case <-time.After(50 * time.Millisecond):
+	}
+	if w.String() != "a" {
+		t.Fatalf("wrote %q while paused", w.String())
+	}
+	if p.Toggle() {
+		t.Fatal("Toggle did not resume")
+	}
+	if err := <-done; err != nil || w.String() != "abc" {
+		t.Fatalf("after resume: %v, %q", err, w.String())
+	}
+
+	var q asciicast.Pauser
+	q.Toggle()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := q.Sleep(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("paused sleep with a done context: %v", err)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
