@@ -352,6 +352,9 @@ func TestApplyExampleAgainstMoto(t *testing.T) {
 			if _, has := e["VAULT_TOKEN"]; has != (f != "runner") {
 				t.Errorf("%s: has VAULT_TOKEN = %v; only the api and sweeper may", f, has)
 			}
+			if k, has := e["JITGATE_RECORDING_SIGNING_KEY"]; has != (f == "runner") || (has && k != out("recording_signing_key_arn")) {
+				t.Errorf("%s: JITGATE_RECORDING_SIGNING_KEY = %q (set %v); only the runner signs, with the signing key", f, k, has)
+			}
 			if f == "api" {
 				apiEnv = e
 			}
@@ -378,7 +381,7 @@ func TestApplyExampleAgainstMoto(t *testing.T) {
 			t.Fatal(err)
 		}
 		policies := map[string]string{}
-		var schedule, keyRotation any
+		var schedule, keyRotation, signingUsage, signingSpec any
 		fnKeys := map[string]any{}
 		for _, m := range state.Values.RootModule.ChildModules {
 			for _, r := range m.Resources {
@@ -393,6 +396,8 @@ func TestApplyExampleAgainstMoto(t *testing.T) {
 					fnKeys[r.Address] = r.Values["kms_key_arn"]
 				case r.Address == "module.jitgate.aws_kms_key.main":
 					keyRotation = r.Values["enable_key_rotation"]
+				case r.Address == "module.jitgate.aws_kms_key.recording_signing":
+					signingUsage, signingSpec = r.Values["key_usage"], r.Values["customer_master_key_spec"]
 				}
 			}
 		}
@@ -406,6 +411,8 @@ func TestApplyExampleAgainstMoto(t *testing.T) {
 			{"api", "s3:DeleteObject", false}, {"api", "s3:BypassGovernanceRetention", false}, {"api", "dynamodb:DeleteItem", false},
 			{"sweeper", "ecs:StopTask", true}, {"sweeper", "ecs:RunTask", false}, {"sweeper", "lambda:InvokeFunction", false},
 			{"session_task", "dynamodb:GetItem", true}, {"session_task", "dynamodb:PutItem", false}, {"session_task", "ecs:RunTask", false},
+			// Only what runs a proxy signs recordings.
+			{"runner", "kms:Sign", true}, {"session_task", "kms:Sign", true}, {"api", "kms:Sign", false}, {"sweeper", "kms:Sign", false},
 		}
 		for _, r := range rules {
 			p, ok := policies[r.role]
@@ -421,6 +428,9 @@ func TestApplyExampleAgainstMoto(t *testing.T) {
 		}
 		if schedule != "rate(1 minute)" || keyRotation != true {
 			t.Errorf("sweeper schedule %v, key rotation %v", schedule, keyRotation)
+		}
+		if signingUsage != "SIGN_VERIFY" || signingSpec != "ECC_NIST_P256" {
+			t.Errorf("recording signing key: usage %v, spec %v; want SIGN_VERIFY ECC_NIST_P256", signingUsage, signingSpec)
 		}
 		// moto neither stores nor echoes a function's kms_key_arn, so the
 		// state cannot show it; the module sets it on every function.

@@ -13,6 +13,11 @@ output "bucket_name" {
   value       = module.jitgate.bucket_name
 }
 
+output "recording_signing_key_arn" {
+  description = "KMS key that signs recordings (jitgate recording verify --kms-key)."
+  value       = module.jitgate.recording_signing_key_arn
+}
+
 output "function_names" {
   description = "Function names by role."
   value       = module.jitgate.function_names

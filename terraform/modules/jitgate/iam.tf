@@ -99,6 +99,15 @@ data "aws_iam_policy_document" "fn" {
   }
 
   dynamic "statement" {
+    for_each = each.key == "runner" ? [1] : []
+    content {
+      sid       = "SignRecordings"
+      actions   = ["kms:Sign", "kms:GetPublicKey"]
+      resources = [aws_kms_key.recording_signing.arn]
+    }
+  }
+
+  dynamic "statement" {
     for_each = each.key == "api" ? [1] : []
     content {
       sid       = "InvokeRunner"
@@ -188,6 +197,11 @@ data "aws_iam_policy_document" "session_task" {
     sid       = "Key"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [aws_kms_key.main.arn]
+  }
+  statement {
+    sid       = "SignRecordings"
+    actions   = ["kms:Sign", "kms:GetPublicKey"]
+    resources = [aws_kms_key.recording_signing.arn]
   }
 }
 

@@ -39,3 +39,33 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 }
+
+# Recordings are signed with an asymmetric key the runner and the session
+# task may only Sign with: the private half never leaves KMS. ECDSA P-256
+# (ECDSA_SHA_256) is available everywhere KMS is; auditors verify offline with
+# the public key (`jitgate recording verify --kms-key ARN`, or its PEM).
+resource "aws_kms_key" "recording_signing" {
+  description              = "jitgate ${var.name}: recording signatures"
+  key_usage                = "SIGN_VERIFY"
+  customer_master_key_spec = "ECC_NIST_P256"
+  deletion_window_in_days  = var.kms_deletion_window_days
+  policy                   = data.aws_iam_policy_document.recording_signing.json
+  tags                     = local.tags
+}
+
+resource "aws_kms_alias" "recording_signing" {
+  name          = "alias/${var.name}-recording-signing"
+  target_key_id = aws_kms_key.recording_signing.key_id
+}
+
+data "aws_iam_policy_document" "recording_signing" {
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account}:root"]
+    }
+  }
+}

@@ -50,7 +50,10 @@ locals {
     }, var.vault_token == "" ? {} : { VAULT_TOKEN = var.vault_token },
   var.extra_environment)
 
-  runner_environment = merge(local.common_environment, var.extra_environment)
+  # The runner and the session task sign recordings with the signing key.
+  runner_environment = merge(local.common_environment, {
+    JITGATE_RECORDING_SIGNING_KEY = aws_kms_key.recording_signing.arn
+  }, var.extra_environment)
 
   tags = merge({ "app" = "jitgate", "jitgate:deployment" = var.name }, var.tags)
 }

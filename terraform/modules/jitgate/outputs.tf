@@ -18,6 +18,11 @@ output "kms_key_arn" {
   value       = aws_kms_key.main.arn
 }
 
+output "recording_signing_key_arn" {
+  description = "KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs recordings: `jitgate recording verify --kms-key <arn> ID|s3://...`."
+  value       = aws_kms_key.recording_signing.arn
+}
+
 output "function_names" {
   description = "Lambda function names by role (api, runner, sweeper)."
   value       = { for k, f in aws_lambda_function.fn : k => f.function_name }
