@@ -279,6 +279,9 @@ type KubeScope struct {
 	Attach      bool `json:"attach,omitempty"`
 	PortForward bool `json:"port_forward,omitempty"`
 	CopyFiles   bool `json:"copy_files,omitempty"`
+	// Ports are the pod ports a port-forward may reach; empty refuses every
+	// port even with PortForward set (fail closed).
+	Ports []int `json:"ports,omitempty"`
 }
 
 // HTTPRule allows or denies requests by method and path pattern
