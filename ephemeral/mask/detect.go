@@ -80,11 +80,28 @@ type span struct {
 // fields, CopyData, NOTIFY payloads, ParameterStatus values) and returns it with every
 // match masked in the configured style. It returns b itself, without allocating, when
 // nothing matched. The output is valid UTF-8 whenever b is: detectors only match ASCII.
+// Every match counts once in Counts under its detector.
 func (m *Masker) Text(b []byte) []byte {
 	if len(m.detectors) == 0 || len(b) == 0 {
 		return b
 	}
-	var spans []span
+	spans := m.scan(b, nil)
+	for _, sp := range spans {
+		sp.d.count.Add(1)
+	}
+	return m.apply(b, spans)
+}
+
+// masked is Text without counting, for rescans of text already counted.
+func (m *Masker) masked(b []byte) []byte {
+	if len(m.detectors) == 0 || len(b) == 0 {
+		return b
+	}
+	return m.apply(b, m.scan(b, nil))
+}
+
+// scan appends every detector match in b to spans, unmerged, without counting.
+func (m *Masker) scan(b []byte, spans []span) []span {
 	for _, d := range m.detectors {
 		for from := 0; from < len(b); {
 			s, e, ok := d.find(b, from)
@@ -94,11 +111,16 @@ func (m *Masker) Text(b []byte) []byte {
 			if e <= s { // a finder bug must not loop or leak: mask the byte
 				e = s + 1
 			}
-			d.count.Add(1)
 			spans = append(spans, span{s, e, d})
 			from = e
 		}
 	}
+	return spans
+}
+
+// apply returns b with spans (from scan; sorted and merged in place) masked,
+// or b itself when there are none.
+func (m *Masker) apply(b []byte, spans []span) []byte {
 	if len(spans) == 0 {
 		return b
 	}

@@ -22,6 +22,9 @@ const (
 // sees every secret of up to StreamWindow bytes whole. A secret split by an idle
 // pause longer than the flush delay is masked only if each part is
 // recognisable on its own.
+//
+// Each secret sent counts once in the Masker's Counts, however many times the
+// overlapping windows rescan it.
 type Stream struct {
 	mu    sync.Mutex
 	m     *Masker
@@ -32,6 +35,9 @@ type Stream struct {
 	pend  []byte // not sent yet
 	err   error
 	done  bool
+	spans []span // scratch for scanning the current view (hist+pend)
+	found []span // the view's matches, kept for counting what is sent
+	count bool   // count what is sent in the Masker's Counts (off only in benchmarks' baselines)
 }
 
 // NewStream masks what is written with m and hands it to out. delay > 0
@@ -41,7 +47,7 @@ func NewStream(m *Masker, delay time.Duration, out func([]byte) error) *Stream {
 	if m != nil && !m.Enabled() {
 		m = nil
 	}
-	return &Stream{m: m, out: out, delay: delay}
+	return &Stream{m: m, out: out, delay: delay, count: true}
 }
 
 func (w *Stream) Write(p []byte) (int, error) {
@@ -137,7 +143,9 @@ func (w *Stream) drain(final bool) error {
 	if end <= hl {
 		return nil
 	}
-	m := w.m.Text(buf)
+	w.spans = w.m.scan(buf, w.spans[:0])
+	w.found = append(w.found[:0], w.spans...) // apply sorts and merges spans
+	m := w.m.apply(buf, w.spans)
 	if sameSlice(m, buf) { // nothing to mask anywhere in view
 		if err := w.emit(buf[hl:end]); err != nil {
 			return err
@@ -145,7 +153,7 @@ func (w *Stream) drain(final bool) error {
 		w.advance(buf, end)
 		return nil
 	}
-	tl := w.m.Text(buf[:hl])
+	tl := w.m.masked(buf[:hl])
 	// Try the farthest cut first, then line and word boundaries before it.
 	cuts := []int{end}
 	if !final {
@@ -159,12 +167,13 @@ func (w *Stream) drain(final bool) error {
 	for _, cut := range cuts {
 		a := m
 		if cut != len(buf) {
-			a = w.m.Text(buf[:cut])
+			a = w.m.masked(buf[:cut])
 		}
 		if bytes.HasPrefix(m, a) && bytes.HasPrefix(a, tl) {
 			if err := w.emit(a[len(tl):]); err != nil {
 				return err
 			}
+			w.counted(hl, cut)
 			w.advance(buf, cut)
 			return nil
 		}
@@ -173,8 +182,11 @@ func (w *Stream) drain(final bool) error {
 		var err error
 		if bytes.HasPrefix(m, tl) {
 			err = w.emit(m[len(tl):])
-		} else {
+			w.counted(hl, len(buf))
+		} else if w.count {
 			err = w.emit(w.m.Text(w.pend))
+		} else {
+			err = w.emit(w.m.masked(w.pend))
 		}
 		if err != nil {
 			return err
@@ -182,6 +194,20 @@ func (w *Stream) drain(final bool) error {
 		w.advance(buf, len(buf))
 	}
 	return nil
+}
+
+// counted counts the matches of the current view that start in [from, to),
+// the part just sent: a match starting in what was sent before was counted
+// then, one starting later is counted when its part is sent.
+func (w *Stream) counted(from, to int) {
+	if !w.count {
+		return
+	}
+	for _, sp := range w.found {
+		if from <= sp.s && sp.s < to {
+			sp.d.count.Add(1)
+		}
+	}
 }
 
 func (w *Stream) advance(buf []byte, cut int) {
