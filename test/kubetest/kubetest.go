@@ -14,7 +14,15 @@
 //     through apimachinery's wsstream) and SPDY (k8s.io/cri-streaming's
 //     ServeExec, the kubelet's server side). The command runs FOR REAL on
 //     the local host with os/exec, in the double's temporary directory
-//     (Dir), so its output is real. No TTY is allocated.
+//     (Dir), so its output is real. No TTY is allocated;
+//   - pods/attach over the same transports, to the pod's "running container":
+//     Pod.Run (default cat), started on the host when an attach arrives and,
+//     like a container with stdinOnce, ending when that attach's stdin
+//     closes (a later attach starts it again);
+//   - pods/portforward over SPDY (portforward.k8s.io, cri-streaming's
+//     ServePortForward, which also takes the older WebSocket protocol): a
+//     stream for pod port P is connected to the TCP address Pod.Ports[P],
+//     a listener the test starts; other ports fail like a closed port.
 //
 // It records every request it saw (Requests), so a test can assert that a
 // request the proxy refused never reached it.
@@ -54,6 +62,12 @@ type Pod struct {
 	// Annotations are served in the pod's metadata (e.g. a secret a
 	// masking test expects hidden).
 	Annotations map[string]string
+	// Run is the argv of the pod's running container, which attach
+	// connects to. Default cat.
+	Run []string
+	// Ports maps a pod port to the host:port a port-forward stream for it
+	// is connected to.
+	Ports map[int]string
 }
 
 // DefaultPods is the fixture Start serves.
@@ -83,6 +97,8 @@ type Server struct {
 	pods  []Pod
 	mu    sync.Mutex
 	reqs  []Request
+	// forwards are the pod ports of port-forward streams seen.
+	forwards []int
 	// running counts exec'd commands not finished yet.
 	running atomic.Int64
 }
@@ -203,6 +219,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			}
 			s.exec(w, r, pod)
 			return
+		case len(segs) == 7 && segs[6] == "attach" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
+			pod, ok := s.pod(ns, segs[5])
+			if !ok {
+				status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pods %q not found", segs[5]))
+				return
+			}
+			s.attach(w, r, pod)
+			return
+		case len(segs) == 7 && segs[6] == "portforward" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
+			pod, ok := s.pod(ns, segs[5])
+			if !ok {
+				status(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pods %q not found", segs[5]))
+				return
+			}
+			s.portForward(w, r, pod)
+			return
 		}
 	}
 	status(w, http.StatusNotFound, "NotFound", "the server could not find the requested resource")
@@ -230,7 +262,7 @@ func (s *Server) list(w http.ResponseWriter, ns string) {
 func podObject(p Pod) map[string]any {
 	var cs, st []map[string]any
 	for _, c := range p.Containers {
-		cs = append(cs, map[string]any{"name": c, "image": "kubetest/" + c})
+		cs = append(cs, map[string]any{"name": c, "image": "kubetest/" + c, "stdin": true, "stdinOnce": true})
 		st = append(st, map[string]any{"name": c, "ready": true, "restartCount": 0, "image": "kubetest/" + c,
 			"state": map[string]any{"running": map[string]any{"startedAt": "2026-01-01T00:00:00Z"}}})
 	}

@@ -75,6 +75,8 @@ type Engine struct {
 	base    string
 	conns   atomic.Int64
 	streams atomic.Int64
+	// allowed and blocked count request verdicts (Verdicts).
+	allowed, blocked atomic.Uint64
 }
 
 // ErrBlocked wraps session.ErrBlocked for requests the engine refused.

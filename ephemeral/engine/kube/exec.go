@@ -48,8 +48,11 @@ func quoteArgv(argv []string) (string, error) {
 // exit status down. The stream is recorded as an asciicast.
 func (e *Engine) serveExec(ctx context.Context, w http.ResponseWriter, r *http.Request, conn int, rt Route) {
 	sid := int(e.streams.Add(1))
-	name := fmt.Sprintf("%s.conn%d.exec%d.cast", e.g.ID, conn, sid)
+	name := fmt.Sprintf("%s.conn%d.%s%d.cast", e.g.ID, conn, sub(rt.Kind), sid)
 	line, _ := quoteArgv(rt.Command)
+	if rt.Kind == KindAttach {
+		line = "attach " + rt.Container // the container's own process: input recorded, not filtered
+	}
 	line = string(e.maskAll([]byte(line)))
 	cast, err := asciicast.Create(filepath.Join(e.cfg.CastDir, name),
 		asciicast.Header{Width: 80, Height: 24, Command: line, Title: "jitgate " + e.g.ID + " " + rt.Namespace + "/" + rt.Pod}, e.cfg.Now)
@@ -58,15 +61,19 @@ func (e *Engine) serveExec(ctx context.Context, w http.ResponseWriter, r *http.R
 		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "jitgate: the exec stream cannot be recorded")
 		return
 	}
-	_ = e.rec(record.Event{Type: record.Notice, Conn: conn, Tag: "exec", Statement: line, Error: "recorded as " + name})
+	_ = e.rec(record.Event{Type: record.Notice, Conn: conn, Tag: sub(rt.Kind), Statement: line, Error: "recorded as " + name})
 	x := &execution{e: e, ctx: ctx, conn: conn, rt: rt, line: line, cast: cast}
 	if wsstream.IsWebSocketRequest(r) {
 		x.serveWebSocket(w, r)
 	} else {
 		_ = e.rec(record.Event{Type: record.Notice, Conn: conn, Tag: "transport", Statement: "spdy"})
 		opts := &crirc.Options{Stdin: rt.Stdin, Stdout: rt.Stdout, Stderr: rt.Stderr && !rt.TTY, TTY: rt.TTY}
-		crirc.ServeExec(w, r, x, rt.Pod, "", rt.Container, rt.Command, opts, 0, 30*time.Second,
-			[]string{crirc.StreamProtocolV4Name, crirc.StreamProtocolV3Name, crirc.StreamProtocolV2Name})
+		protos := []string{crirc.StreamProtocolV4Name, crirc.StreamProtocolV3Name, crirc.StreamProtocolV2Name}
+		if rt.Kind == KindAttach {
+			crirc.ServeAttach(w, r, x, rt.Pod, "", rt.Container, opts, 0, 30*time.Second, protos)
+		} else {
+			crirc.ServeExec(w, r, x, rt.Pod, "", rt.Container, rt.Command, opts, 0, 30*time.Second, protos)
+		}
 	}
 	x.closeCast()
 }
@@ -99,6 +106,13 @@ func (x *execution) ExecInContainer(_ context.Context, _, _, _ string, _ []strin
 	return x.run(in, out, errw, tty, resize)
 }
 
+// AttachContainer is the cri-streaming Attacher the SPDY side calls with
+// the agent's streams of an attach.
+func (x *execution) AttachContainer(_ context.Context, _, _, _ string, in io.Reader, out, errw io.WriteCloser,
+	tty bool, resize <-chan crirc.TerminalSize) error {
+	return x.run(in, out, errw, tty, resize)
+}
+
 // run relays one exec between the agent's streams and the upstream. It
 // returns nil, a utilexec.CodeExitError with the command's exit status, or
 // another error.
@@ -113,7 +127,7 @@ func (x *execution) run(in io.Reader, out, errw io.Writer, tty bool, resize <-ch
 	}
 	ex, err := remotecommand.NewSPDYExecutor(e.rest, http.MethodPost, u)
 	if err != nil {
-		return fmt.Errorf("kube: upstream exec: %w", err)
+		return fmt.Errorf("kube: upstream %s: %w", sub(x.rt.Kind), err)
 	}
 	opts := remotecommand.StreamOptions{Tty: tty}
 	if in != nil && x.rt.Stdin {
@@ -151,9 +165,9 @@ func (x *execution) run(in io.Reader, out, errw io.Writer, tty bool, resize <-ch
 		status = ee.ExitStatus()
 		tag = "exit " + strconv.Itoa(status)
 	default:
-		_ = e.rec(record.Event{Type: record.Error, Conn: x.conn, Tag: "exec", Statement: x.line, Error: serr.Error()})
+		_ = e.rec(record.Event{Type: record.Error, Conn: x.conn, Tag: sub(x.rt.Kind), Statement: x.line, Error: serr.Error()})
 		_ = x.cast.Mark("error")
-		return fmt.Errorf("kube: upstream exec: %w", serr)
+		return fmt.Errorf("kube: upstream %s: %w", sub(x.rt.Kind), serr)
 	}
 	_ = x.cast.Mark(tag)
 	_ = e.rec(record.Event{Type: record.Result, Conn: x.conn, Tag: tag, Statement: x.line})
@@ -348,6 +362,7 @@ func (e *Engine) Exec(ctx context.Context, op string) (*spec.Result, error) {
 	line = string(e.maskAll([]byte(line)))
 	stmt := o.Namespace + "/" + o.Pod + ": " + line
 	allowed := reason == ""
+	e.countVerdict(allowed)
 	if err := e.rec(record.Event{Type: record.Query, Tag: "kube exec", Statement: stmt}); err != nil {
 		return nil, fmt.Errorf("kube: record: %w", err)
 	}

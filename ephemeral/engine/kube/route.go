@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jitgate/jitgate/ephemeral/spec"
@@ -18,6 +20,8 @@ const (
 	KindListPods
 	KindGetPod
 	KindExec
+	KindAttach
+	KindPortForward
 )
 
 func (k Kind) String() string {
@@ -30,6 +34,10 @@ func (k Kind) String() string {
 		return "get-pod"
 	case KindExec:
 		return "exec"
+	case KindAttach:
+		return "attach"
+	case KindPortForward:
+		return "port-forward"
 	}
 	return "refused"
 }
@@ -45,7 +53,10 @@ type Route struct {
 	// Command is the exec argv (every command= value, in order).
 	Command                    []string
 	Stdin, Stdout, Stderr, TTY bool
-	Upstream                   string // path?query
+	// Ports are the port= values of a port-forward (each in Kube.Ports);
+	// empty when the agent names ports per stream only (SPDY).
+	Ports    []int
+	Upstream string // path?query
 }
 
 // maxURI bounds the request target the proxy parses.
@@ -56,9 +67,14 @@ var (
 	discoveryParams = map[string]bool{"timeout": true, "hash": true}
 	listParams      = map[string]bool{"timeout": true, "limit": true, "continue": true, "resourceVersion": true,
 		"resourceVersionMatch": true, "labelSelector": true, "timeoutSeconds": true}
-	getParams  = map[string]bool{"timeout": true, "resourceVersion": true}
-	execParams = map[string]bool{"command": true, "container": true, "stdin": true, "stdout": true, "stderr": true, "tty": true, "timeout": true}
+	getParams    = map[string]bool{"timeout": true, "resourceVersion": true}
+	execParams   = map[string]bool{"command": true, "container": true, "stdin": true, "stdout": true, "stderr": true, "tty": true, "timeout": true}
+	attachParams = map[string]bool{"container": true, "stdin": true, "stdout": true, "stderr": true, "tty": true, "timeout": true}
+	pfParams     = map[string]bool{"port": true, "timeout": true}
 )
+
+// AttachRefusal is the reason given when a grant does not allow attach.
+const AttachRefusal = "attach is not allowed by this grant (when allowed, what is typed into an attached container is recorded, not filtered)"
 
 // Classify decides one agent request against the grant's scope. It returns
 // the route or a refusal reason (the Route's Kind is then KindRefused). It
@@ -175,28 +191,26 @@ func Classify(g *spec.Guard, method, requestURI string, h http.Header) (Route, s
 		}
 		return Route{Kind: KindGetPod, Namespace: ns, Pod: pod, Upstream: rebuild(base+"/"+pod, q)}, ""
 	}
+	kind, params := KindExec, execParams
 	switch sub := segs[6]; sub {
 	case "exec":
+		if !sc.Exec {
+			return no("exec is not allowed by this grant")
+		}
 	case "attach":
-		if sc.Attach {
-			return no("attach is not supported by this proxy")
+		if !sc.Attach {
+			return no(AttachRefusal)
 		}
-		return no("attach is not allowed by this grant")
+		kind, params = KindAttach, attachParams
 	case "portforward":
-		if sc.PortForward {
-			return no("port-forward is not supported by this proxy")
-		}
-		return no("port-forward is not allowed by this grant")
+		return portForward(sc, q, ns, pod)
 	default:
 		return no("pods/" + sub + " is not allowed")
 	}
-	if !sc.Exec {
-		return no("exec is not allowed by this grant")
-	}
-	if r := checkParams(q, execParams); r != "" {
+	if r := checkParams(q, params); r != "" {
 		return no(r)
 	}
-	rt := Route{Kind: KindExec, Namespace: ns, Pod: pod, Command: q["command"]}
+	rt := Route{Kind: kind, Namespace: ns, Pod: pod, Command: q["command"]}
 	if c, ok := q["container"]; ok {
 		rt.Container = c[0]
 		if !validName(rt.Container) {
@@ -222,13 +236,16 @@ func Classify(g *spec.Guard, method, requestURI string, h http.Header) (Route, s
 			return no("invalid value for " + name)
 		}
 	}
-	if len(rt.Command) == 0 {
+	if len(rt.Command) == 0 && kind == KindExec {
 		return no("exec without a command is not allowed")
 	}
 	if !rt.Stdout && !rt.Stderr && !rt.Stdin {
-		return no("exec needs at least one of stdin, stdout, stderr")
+		return no(sub(kind) + " needs at least one of stdin, stdout, stderr")
 	}
-	up := url.Values{"command": rt.Command}
+	up := url.Values{}
+	if kind == KindExec {
+		up["command"] = rt.Command
+	}
 	if rt.Container != "" {
 		up.Set("container", rt.Container)
 	}
@@ -240,8 +257,83 @@ func Classify(g *spec.Guard, method, requestURI string, h http.Header) (Route, s
 			up.Set(kv.k, "true")
 		}
 	}
-	rt.Upstream = base + "/" + pod + "/exec?" + up.Encode()
+	rt.Upstream = base + "/" + pod + "/" + sub(kind) + "?" + up.Encode()
 	return rt, ""
+}
+
+// sub is the pod sub-resource of a stream kind.
+func sub(k Kind) string {
+	if k == KindAttach {
+		return "attach"
+	}
+	return "exec"
+}
+
+// portForward classifies pods/portforward: only with Kube.PortForward and
+// Kube.Ports, every port= value (comma-separated lists included) in Ports and
+// named once. Streams are checked again, one by one, when they open.
+func portForward(sc spec.KubeScope, q url.Values, ns, pod string) (Route, string) {
+	no := func(reason string) (Route, string) { return Route{}, reason }
+	if !sc.PortForward {
+		return no("port-forward is not allowed by this grant")
+	}
+	if len(sc.Ports) == 0 {
+		return no("port-forward is allowed but the grant names no ports")
+	}
+	for k := range q {
+		if !pfParams[k] {
+			return no("query parameter " + strconvQuote(k) + " is not allowed here")
+		}
+	}
+	if t := q["timeout"]; len(t) > 1 {
+		return no("query parameter timeout is repeated")
+	}
+	rt := Route{Kind: KindPortForward, Namespace: ns, Pod: pod}
+	seen := map[int]bool{}
+	for _, v := range q["port"] {
+		for _, s := range strings.Split(v, ",") {
+			p, ok := parsePort(s)
+			if !ok {
+				return no("port " + strconvQuote(s) + " is not a port number")
+			}
+			if seen[p] {
+				return no("port " + strconv.Itoa(p) + " is named twice")
+			}
+			seen[p] = true
+			if !slices.Contains(sc.Ports, p) {
+				return no(PortRefusal(sc.Ports, p))
+			}
+			rt.Ports = append(rt.Ports, p)
+		}
+	}
+	// Upstream the ports travel in each stream's headers (SPDY); the query
+	// is not passed on.
+	rt.Upstream = "/api/v1/namespaces/" + ns + "/pods/" + pod + "/portforward"
+	return rt, ""
+}
+
+// PortRefusal is the reason a port outside the grant's ports is refused.
+func PortRefusal(ports []int, p int) string {
+	s := make([]string, len(ports))
+	for i, v := range ports {
+		s[i] = strconv.Itoa(v)
+	}
+	return "port " + strconv.Itoa(p) + " is not covered by this grant (ports " + strings.Join(s, ", ") + ")"
+}
+
+// parsePort accepts 1-65535 written in plain decimal.
+func parsePort(s string) (int, bool) {
+	if s == "" || len(s) > 5 || s[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, n >= 1 && n <= 65535
 }
 
 // discovery reports whether segs is a discovery path kubectl reads.

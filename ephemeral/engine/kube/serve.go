@@ -84,11 +84,12 @@ func (e *Engine) serveHTTP(ctx context.Context, w http.ResponseWriter, r *http.R
 	if reason == "" && rt.Kind == KindExec {
 		reason = e.checkCommand(rt)
 	}
-	if reason == "" && rt.Kind == KindExec && !isUpgrade(r) {
-		reason = "exec needs a WebSocket or SPDY upgrade"
+	stream := rt.Kind == KindExec || rt.Kind == KindAttach || rt.Kind == KindPortForward
+	if reason == "" && stream && !isUpgrade(r) {
+		reason = rt.Kind.String() + " needs a WebSocket or SPDY upgrade"
 	}
-	if reason == "" && rt.Kind != KindExec && isUpgrade(r) {
-		reason = "upgrades are allowed only for exec"
+	if reason == "" && !stream && isUpgrade(r) {
+		reason = "upgrades are allowed only for exec, attach and port-forward"
 	}
 	tag := "kube " + rt.Kind.String()
 	if err := e.rec(record.Event{Type: record.Query, Conn: conn, Tag: tag, Statement: stmt}); err != nil {
@@ -96,6 +97,7 @@ func (e *Engine) serveHTTP(ctx context.Context, w http.ResponseWriter, r *http.R
 		return
 	}
 	allowed := reason == ""
+	e.countVerdict(allowed)
 	if err := e.rec(record.Event{Type: record.Verdict, Conn: conn, Tag: tag, Statement: stmt, Allowed: &allowed, Reason: reason}); err != nil {
 		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "jitgate: the request cannot be recorded")
 		return
@@ -104,8 +106,12 @@ func (e *Engine) serveHTTP(ctx context.Context, w http.ResponseWriter, r *http.R
 		writeStatus(w, http.StatusForbidden, "Forbidden", "jitgate: "+reason)
 		return
 	}
-	if rt.Kind == KindExec {
+	switch rt.Kind {
+	case KindExec, KindAttach:
 		e.serveExec(ctx, w, r, conn, rt)
+		return
+	case KindPortForward:
+		e.servePortForward(ctx, w, r, conn, rt)
 		return
 	}
 	e.forward(ctx, w, r, conn, rt)
