@@ -24,10 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +32,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/jitgate/jitgate/broker/credentials"
+	"github.com/jitgate/jitgate/broker/credentials/internal/vaultlease"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
@@ -44,8 +42,9 @@ var (
 	// intercepted it. Treat the latter as a security event.
 	ErrWrapToken = errors.New("vault: wrapping token is not valid or does not exist (expired, or already used)")
 
-	namePattern  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-	mountPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
+	// leases maps Vault errors: 403 → ErrDenied; 404 and "unknown role" →
+	// ErrNoRole; 412, 429, 5xx and transport failures → ErrUnavailable.
+	leases = vaultlease.Mapper{Prefix: "vault", NoRole: func(msg string) bool { return strings.Contains(msg, "unknown role") }}
 )
 
 // Config configures a Vault database-credentials source.
@@ -70,23 +69,12 @@ func (c *Config) validate() error {
 	if c.Client == nil {
 		return fmt.Errorf("vault: Client is required")
 	}
-	c.Mount = strings.Trim(c.Mount, "/")
-	if c.Mount == "" {
-		c.Mount = "database"
+	var err error
+	if c.Mount, err = leases.CheckMount(c.Mount, "database"); err != nil {
+		return err
 	}
-	if !mountPattern.MatchString(c.Mount) || hasDotSegment(c.Mount) {
-		return fmt.Errorf("vault: Mount %q must be a path of [A-Za-z0-9_.-] segments", c.Mount)
-	}
-	if len(c.Roles) == 0 {
-		return fmt.Errorf("vault: Roles is empty: map at least one access level to a Vault role")
-	}
-	for a, r := range c.Roles {
-		if a == spec.AccessNone || a.String() == "none" {
-			return fmt.Errorf("vault: Roles has a role for access level %d, which is not read, write or admin", int(a))
-		}
-		if !namePattern.MatchString(r) || hasDotSegment(r) {
-			return fmt.Errorf("vault: role %q for %s access must match %s", r, a, namePattern)
-		}
+	if err := leases.CheckRoles(c.Roles); err != nil {
+		return err
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -95,17 +83,6 @@ func (c *Config) validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
-}
-
-// hasDotSegment reports a "." or ".." path segment, which would move a request
-// off its mount.
-func hasDotSegment(p string) bool {
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
 }
 
 // Source issues database credentials from Vault. It is safe for concurrent use
@@ -122,10 +99,7 @@ func New(cfg Config) (*Source, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	roles := make(map[spec.Access]string, len(cfg.Roles))
-	for a, r := range cfg.Roles {
-		roles[a] = r
-	}
+	roles := vaultlease.CopyRoles(cfg.Roles)
 	cfg.Roles = roles
 	return &Source{cfg: cfg, roles: roles}, nil
 }
@@ -159,48 +133,28 @@ func (s *Source) Issue(ctx context.Context, req credentials.Request) (spec.Crede
 	path := s.cfg.Mount + "/creds/" + role
 	secret, err := s.cfg.Client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
-		return spec.Credential{}, mapError("issue grant "+req.GrantID+": read "+path, err)
+		return spec.Credential{}, leases.Map("issue grant "+req.GrantID+": read "+path, err)
 	}
 	if secret == nil {
 		// The client turns a 404 into (nil, nil): no such mount or role.
 		return spec.Credential{}, fmt.Errorf("vault: issue grant %s: read %s: %w: Vault has nothing at this path (404)", req.GrantID, path, credentials.ErrNoRole)
 	}
-	if secret.WrapInfo != nil {
-		// We cannot revoke what we cannot see; the wrapped lease expires by its TTL.
-		return spec.Credential{}, fmt.Errorf("vault: issue grant %s: read %s: the response came back wrapped (the client has a wrapping lookup function); Source needs an unwrapped client", req.GrantID, path)
+	if err := leases.CheckLease("issue grant "+req.GrantID+": read "+path, secret, "credential"); err != nil {
+		return spec.Credential{}, err
 	}
 	username, _ := secret.Data["username"].(string)
 	password, _ := secret.Data["password"].(string)
-	if secret.LeaseID == "" {
-		return spec.Credential{}, fmt.Errorf("vault: issue grant %s: read %s: response has no lease id; refusing a credential that cannot be revoked", req.GrantID, path)
-	}
 	if username == "" || password == "" {
 		err := fmt.Errorf("vault: issue grant %s: read %s: response has no username or password", req.GrantID, path)
-		return spec.Credential{}, errors.Join(err, s.cleanup(ctx, secret.LeaseID))
+		return spec.Credential{}, errors.Join(err, leases.Cleanup(ctx, s.cfg.Client, secret.LeaseID))
 	}
-	expires := req.Expires
-	lease := time.Duration(secret.LeaseDuration) * time.Second
-	if leaseEnd := now.Add(lease); secret.LeaseDuration > 0 && !leaseEnd.After(req.Expires) {
-		expires = leaseEnd
-	} else {
-		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "vault lease outlives its grant; the broker revokes it at grant end",
-			slog.String("grant", req.GrantID), slog.String("lease_id", secret.LeaseID),
-			slog.Duration("lease_duration", lease), slog.Time("grant_expires", req.Expires))
-	}
+	expires := vaultlease.Expires(ctx, s.cfg.Logger, "vault lease outlives its grant; the broker revokes it at grant end", now, secret, req)
 	return spec.Credential{
 		Username: username,
 		Password: spec.NewSecret(password).Wire(),
 		LeaseID:  secret.LeaseID,
 		Expires:  expires,
 	}, nil
-}
-
-// cleanup revokes a lease Issue will not hand out, so nothing is left behind.
-func (s *Source) cleanup(ctx context.Context, leaseID string) error {
-	if err := s.cfg.Client.Sys().RevokeWithContext(context.WithoutCancel(ctx), leaseID); err != nil {
-		return mapError("revoke unusable lease "+leaseID, err)
-	}
-	return nil
 }
 
 // Revoke revokes the credential's lease (PUT sys/leases/revoke). Vault answers
@@ -212,39 +166,7 @@ func (s *Source) Revoke(ctx context.Context, cred spec.Credential) error {
 	if !strings.HasPrefix(cred.LeaseID, s.cfg.Mount+"/") {
 		return fmt.Errorf("vault: revoke: lease %q is not under mount %q", cred.LeaseID, s.cfg.Mount)
 	}
-	if err := s.cfg.Client.Sys().RevokeWithContext(ctx, cred.LeaseID); err != nil {
-		return mapError("revoke "+cred.LeaseID, err)
-	}
-	return nil
-}
-
-// mapError is the one place Vault API errors become credentials errors:
-// 403 → ErrDenied; 404 and "unknown role" → ErrNoRole; 412, 429, 5xx and
-// transport failures → ErrUnavailable.
-func mapError(op string, err error) error {
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		msg := strings.Join(re.Errors, "; ")
-		switch {
-		case re.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("vault: %s: %w: %s", op, credentials.ErrDenied, msg)
-		case re.StatusCode == http.StatusNotFound,
-			re.StatusCode == http.StatusBadRequest && strings.Contains(msg, "unknown role"):
-			return fmt.Errorf("vault: %s: %w: %d %s", op, credentials.ErrNoRole, re.StatusCode, msg)
-		case re.StatusCode == http.StatusPreconditionFailed, re.StatusCode == http.StatusTooManyRequests, re.StatusCode >= 500:
-			return fmt.Errorf("vault: %s: %w: %d %s", op, credentials.ErrUnavailable, re.StatusCode, msg)
-		}
-		return fmt.Errorf("vault: %s: %d %s", op, re.StatusCode, msg)
-	}
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("vault: %s: %w", op, err)
-	}
-	var netErr net.Error
-	var urlErr *url.Error
-	if errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("vault: %s: %w: %w", op, credentials.ErrUnavailable, err)
-	}
-	return fmt.Errorf("vault: %s: %w", op, err)
+	return leases.Revoke(ctx, s.cfg.Client, cred.LeaseID)
 }
 
 // Wrap stores data in Vault's cubbyhole behind a single-use wrapping token that
@@ -264,7 +186,7 @@ func Wrap(ctx context.Context, client *api.Client, data map[string]any, ttl time
 	hdr := http.Header{"X-Vault-Wrap-TTL": []string{fmt.Sprintf("%ds", secs)}}
 	secret, err := client.Logical().WriteWithRequest(ctx, api.NewLogicalWriteRequest("sys/wrapping/wrap", data, hdr))
 	if err != nil {
-		return "", mapError("wrap", err)
+		return "", leases.Map("wrap", err)
 	}
 	if secret == nil || secret.WrapInfo == nil || secret.WrapInfo.Token == "" {
 		return "", fmt.Errorf("vault: wrap: response has no wrap_info token")
@@ -297,7 +219,7 @@ func Unwrap(ctx context.Context, client *api.Client, token string) (map[string]a
 		if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest && strings.Contains(strings.Join(re.Errors, " "), "wrapping token is not valid") {
 			return nil, ErrWrapToken
 		}
-		return nil, mapError("unwrap", err)
+		return nil, leases.Map("unwrap", err)
 	}
 	if secret == nil {
 		return nil, ErrWrapToken
