@@ -30,9 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -40,6 +37,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/jitgate/jitgate/broker/credentials"
+	"github.com/jitgate/jitgate/broker/credentials/internal/vaultlease"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
@@ -47,9 +45,15 @@ import (
 const StaticLeasePrefix = "static:"
 
 var (
-	namePattern  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-	mountPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
-	nsPattern    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	namePattern = vaultlease.NamePattern
+	nsPattern   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+	// leases maps Vault errors: 403 → ErrDenied; 404, an unknown role or a
+	// namespace the role does not allow → ErrNoRole; 412, 429, 5xx and
+	// transport failures → ErrUnavailable.
+	leases = vaultlease.Mapper{Prefix: "kube", NoRole: func(msg string) bool {
+		return strings.Contains(msg, "does not exist") || strings.Contains(msg, "allowed_kubernetes_namespaces")
+	}}
 )
 
 // Config configures a Kubernetes token source. Set exactly one of Client
@@ -93,26 +97,15 @@ func (c *Config) validate() error {
 		return fmt.Errorf("kube: Target %q must match %s", c.Target, namePattern)
 	}
 	if c.Client != nil {
-		c.Mount = strings.Trim(c.Mount, "/")
-		if c.Mount == "" {
-			c.Mount = "kubernetes"
-		}
-		if !mountPattern.MatchString(c.Mount) || hasDotSegment(c.Mount) {
-			return fmt.Errorf("kube: Mount %q must be a path of [A-Za-z0-9_.-] segments", c.Mount)
+		var err error
+		if c.Mount, err = leases.CheckMount(c.Mount, "kubernetes"); err != nil {
+			return err
 		}
 		if !nsPattern.MatchString(c.Namespace) {
 			return fmt.Errorf("kube: Namespace %q is not a Kubernetes namespace name", c.Namespace)
 		}
-		if len(c.Roles) == 0 {
-			return fmt.Errorf("kube: Roles is empty: map at least one access level to a Vault role")
-		}
-		for a, r := range c.Roles {
-			if a == spec.AccessNone || a.String() == "none" {
-				return fmt.Errorf("kube: Roles has a role for access level %d, which is not read, write or admin", int(a))
-			}
-			if !namePattern.MatchString(r) || hasDotSegment(r) {
-				return fmt.Errorf("kube: role %q for %s access must match %s", r, a, namePattern)
-			}
+		if err := leases.CheckRoles(c.Roles); err != nil {
+			return err
 		}
 	} else if strings.ContainsAny(c.Static.Reveal(), " \t\r\n") {
 		return fmt.Errorf("kube: the configured token contains white space")
@@ -124,15 +117,6 @@ func (c *Config) validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
-}
-
-func hasDotSegment(p string) bool {
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
 }
 
 // Source issues Kubernetes bearer tokens. It is safe for concurrent use as
@@ -149,10 +133,7 @@ func New(cfg Config) (*Source, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	roles := make(map[spec.Access]string, len(cfg.Roles))
-	for a, r := range cfg.Roles {
-		roles[a] = r
-	}
+	roles := vaultlease.CopyRoles(cfg.Roles)
 	cfg.Roles = roles
 	return &Source{cfg: cfg, roles: roles}, nil
 }
@@ -194,44 +175,25 @@ func (s *Source) Issue(ctx context.Context, req credentials.Request) (spec.Crede
 		"ttl":                  fmt.Sprintf("%ds", max(ttl, 1)),
 	})
 	if err != nil {
-		return spec.Credential{}, mapError("issue grant "+req.GrantID+": write "+path, err)
+		return spec.Credential{}, leases.Map("issue grant "+req.GrantID+": write "+path, err)
 	}
 	if secret == nil {
 		return spec.Credential{}, fmt.Errorf("kube: issue grant %s: write %s: %w: Vault returned no secret", req.GrantID, path, credentials.ErrNoRole)
 	}
-	if secret.WrapInfo != nil {
-		return spec.Credential{}, fmt.Errorf("kube: issue grant %s: write %s: the response came back wrapped (the client has a wrapping lookup function); Source needs an unwrapped client", req.GrantID, path)
-	}
-	if secret.LeaseID == "" {
-		return spec.Credential{}, fmt.Errorf("kube: issue grant %s: write %s: response has no lease id; refusing a token that cannot be revoked", req.GrantID, path)
+	if err := leases.CheckLease("issue grant "+req.GrantID+": write "+path, secret, "token"); err != nil {
+		return spec.Credential{}, err
 	}
 	token, _ := secret.Data["service_account_token"].(string)
 	if token == "" {
 		err := fmt.Errorf("kube: issue grant %s: write %s: response has no service_account_token", req.GrantID, path)
-		return spec.Credential{}, errors.Join(err, s.cleanup(ctx, secret.LeaseID))
+		return spec.Credential{}, errors.Join(err, leases.Cleanup(ctx, s.cfg.Client, secret.LeaseID))
 	}
 	user, _ := secret.Data["service_account_name"].(string)
 	if ns, _ := secret.Data["service_account_namespace"].(string); ns != "" && user != "" {
 		user = "system:serviceaccount:" + ns + ":" + user
 	}
-	expires := req.Expires
-	lease := time.Duration(secret.LeaseDuration) * time.Second
-	if leaseEnd := now.Add(lease); secret.LeaseDuration > 0 && !leaseEnd.After(req.Expires) {
-		expires = leaseEnd
-	} else {
-		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "vault kubernetes lease outlives its grant; the broker revokes it at grant end",
-			slog.String("grant", req.GrantID), slog.String("lease_id", secret.LeaseID),
-			slog.Duration("lease_duration", lease), slog.Time("grant_expires", req.Expires))
-	}
+	expires := vaultlease.Expires(ctx, s.cfg.Logger, "vault kubernetes lease outlives its grant; the broker revokes it at grant end", now, secret, req)
 	return spec.Credential{Username: user, Token: spec.NewSecret(token).Wire(), LeaseID: secret.LeaseID, Expires: expires}, nil
-}
-
-// cleanup revokes a lease Issue will not hand out, so nothing is left behind.
-func (s *Source) cleanup(ctx context.Context, leaseID string) error {
-	if err := s.cfg.Client.Sys().RevokeWithContext(context.WithoutCancel(ctx), leaseID); err != nil {
-		return mapError("revoke unusable lease "+leaseID, err)
-	}
-	return nil
 }
 
 // Revoke revokes a Vault lease (PUT sys/leases/revoke; Vault answers success
@@ -249,37 +211,5 @@ func (s *Source) Revoke(ctx context.Context, cred spec.Credential) error {
 	case !strings.HasPrefix(cred.LeaseID, s.cfg.Mount+"/creds/"):
 		return fmt.Errorf("kube: revoke: lease %q is not under mount %q", cred.LeaseID, s.cfg.Mount)
 	}
-	if err := s.cfg.Client.Sys().RevokeWithContext(ctx, cred.LeaseID); err != nil {
-		return mapError("revoke "+cred.LeaseID, err)
-	}
-	return nil
-}
-
-// mapError is the one place Vault API errors become credentials errors:
-// 403 → ErrDenied; 404, an unknown role or a namespace the role does not
-// allow → ErrNoRole; 412, 429, 5xx and transport failures → ErrUnavailable.
-func mapError(op string, err error) error {
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		msg := strings.Join(re.Errors, "; ")
-		switch {
-		case re.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("kube: %s: %w: %s", op, credentials.ErrDenied, msg)
-		case re.StatusCode == http.StatusNotFound,
-			re.StatusCode == http.StatusBadRequest && (strings.Contains(msg, "does not exist") || strings.Contains(msg, "allowed_kubernetes_namespaces")):
-			return fmt.Errorf("kube: %s: %w: %d %s", op, credentials.ErrNoRole, re.StatusCode, msg)
-		case re.StatusCode == http.StatusPreconditionFailed, re.StatusCode == http.StatusTooManyRequests, re.StatusCode >= 500:
-			return fmt.Errorf("kube: %s: %w: %d %s", op, credentials.ErrUnavailable, re.StatusCode, msg)
-		}
-		return fmt.Errorf("kube: %s: %d %s", op, re.StatusCode, msg)
-	}
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("kube: %s: %w", op, err)
-	}
-	var netErr net.Error
-	var urlErr *url.Error
-	if errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("kube: %s: %w: %w", op, credentials.ErrUnavailable, err)
-	}
-	return fmt.Errorf("kube: %s: %w", op, err)
+	return leases.Revoke(ctx, s.cfg.Client, cred.LeaseID)
 }
