@@ -32,9 +32,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -44,10 +41,15 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/jitgate/jitgate/broker/credentials"
+	"github.com/jitgate/jitgate/broker/credentials/internal/vaultlease"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
 var segPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// leases maps Vault errors: 403 → ErrDenied; 404 → ErrNoRole; 412, 429, 5xx
+// and transport failures → ErrUnavailable.
+var leases = vaultlease.Mapper{Prefix: "kv"}
 
 // LeasePrefix starts every lease id this package hands out.
 const LeasePrefix = "kv:"
@@ -216,7 +218,7 @@ func (s *Source) Read(ctx context.Context, path string) (Entry, error) {
 		if errors.Is(err, api.ErrSecretNotFound) {
 			return Entry{}, fmt.Errorf("kv: read %s: %w: Vault has nothing at this path (404)", full, credentials.ErrNoRole)
 		}
-		return Entry{}, mapError("read "+full, err)
+		return Entry{}, leases.Map("read "+full, err)
 	}
 	if sec.Raw != nil && sec.Raw.WrapInfo != nil {
 		return Entry{}, fmt.Errorf("kv: read %s: the response came back wrapped (the client has a wrapping lookup function); Source needs an unwrapped client", full)
@@ -288,32 +290,4 @@ func (s *Source) Revoke(_ context.Context, cred spec.Credential) error {
 		return fmt.Errorf("kv: revoke: lease %q is not a KV lease under mount %q", cred.LeaseID, s.cfg.Mount)
 	}
 	return nil
-}
-
-// mapError is the one place Vault API errors become credentials errors:
-// 403 → ErrDenied; 404 → ErrNoRole; 412, 429, 5xx and transport failures →
-// ErrUnavailable.
-func mapError(op string, err error) error {
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		msg := strings.Join(re.Errors, "; ")
-		switch {
-		case re.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("kv: %s: %w: %s", op, credentials.ErrDenied, msg)
-		case re.StatusCode == http.StatusNotFound:
-			return fmt.Errorf("kv: %s: %w: %d %s", op, credentials.ErrNoRole, re.StatusCode, msg)
-		case re.StatusCode == http.StatusPreconditionFailed, re.StatusCode == http.StatusTooManyRequests, re.StatusCode >= 500:
-			return fmt.Errorf("kv: %s: %w: %d %s", op, credentials.ErrUnavailable, re.StatusCode, msg)
-		}
-		return fmt.Errorf("kv: %s: %d %s", op, re.StatusCode, msg)
-	}
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("kv: %s: %w", op, err)
-	}
-	var netErr net.Error
-	var urlErr *url.Error
-	if errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("kv: %s: %w: %w", op, credentials.ErrUnavailable, err)
-	}
-	return fmt.Errorf("kv: %s: %w", op, err)
 }
