@@ -81,6 +81,15 @@
 // "result" event (Tag "exit N");
 // failures as "error". A write failure closes the connection.
 //
+// # Metrics
+//
+// Verdicts counts every recorded verdict (allowed or refused) and MaskCounts
+// the values masked in command output by detector; the session proxy serves
+// both on its metrics listener (ephemeral/session). Refusals before the guard
+// (env, forwarding, x11 and agent requests, a malformed or second exec,
+// shell or subsystem request on a channel) are recorded and counted as
+// blocked verdicts too.
+//
 // # Deadline
 //
 // When ctx ends, the agent's connection and the upstream connection are

@@ -75,6 +75,7 @@ type Engine struct {
 	hostKeys ssh.HostKeyCallback
 	hostKey  ssh.Signer
 	conns    atomic.Int64
+	verdicts verdictCounts
 }
 
 // ErrBlocked wraps session.ErrBlocked for commands the guard refused.

@@ -40,7 +40,9 @@ func (c *conn) rec(ev record.Event) error {
 	return nil
 }
 
+// verdict counts and records one decision on a request.
 func (c *conn) verdict(what, detail string, allowed bool, reason string) error {
+	c.e.verdicts.note(allowed)
 	if err := c.rec(record.Event{Type: record.Query, Tag: what, Statement: detail}); err != nil {
 		return err
 	}
@@ -142,6 +144,7 @@ func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel) {
 		OrigPort uint32
 	}
 	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+		_ = c.verdict("direct-tcpip", "", false, "malformed direct-tcpip request")
 		_ = nc.Reject(ssh.ConnectionFailed, "jitgate: malformed direct-tcpip request")
 		return
 	}
@@ -255,13 +258,15 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel) {
 			}
 		case "exec":
 			var cmd struct{ Command string }
-			if ssh.Unmarshal(req.Payload, &cmd) != nil || s.started() {
+			if reason := refusedRequest(ssh.Unmarshal(req.Payload, &cmd), s.started()); reason != "" {
+				_ = c.verdict("exec", cmd.Command, false, "exec "+reason)
 				break
 			}
 			ok = s.exec(ctx, req, cmd.Command)
 			continue // exec replied itself
 		case "shell":
 			if s.started() {
+				_ = c.verdict("shell", "", false, "shell "+refusedRequest(nil, true))
 				break
 			}
 			if !cmds.Interactive {
@@ -271,7 +276,8 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel) {
 			ok = s.shell(ctx)
 		case "subsystem":
 			var sub struct{ Name string }
-			if ssh.Unmarshal(req.Payload, &sub) != nil || s.started() {
+			if reason := refusedRequest(ssh.Unmarshal(req.Payload, &sub), s.started()); reason != "" {
+				_ = c.verdict("subsystem", sub.Name, false, "subsystem "+reason)
 				break
 			}
 			if sub.Name != "sftp" || !cmds.FileTransfer {
@@ -293,6 +299,18 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel) {
 			_ = req.Reply(ok, nil)
 		}
 	}
+}
+
+// refusedRequest is why an exec, shell or subsystem request is refused
+// before the guard sees it, or "".
+func refusedRequest(unmarshal error, started bool) string {
+	switch {
+	case unmarshal != nil:
+		return "request is malformed"
+	case started:
+		return "request after the session started a command"
+	}
+	return ""
 }
 
 // chanState is one session channel and what runs in it upstream.
