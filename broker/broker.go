@@ -75,6 +75,10 @@ type Config struct {
 	Notifier Notifier
 	// Explainer estimates the rows an SQL write touches, for approvers; optional.
 	Explainer Explainer
+	// Recordings finds a grant's stored recording by key ("<grant id>.jgr")
+	// when its proxy stored it but no broker heard the proxy's exit (the
+	// broker died mid-session); the sweeper links it to the grant. Optional.
+	Recordings RecordingFinder
 	// ApproveURL is the approval page's base URL ("https://broker/ui"), for
 	// links in notifications; optional.
 	ApproveURL string
@@ -91,6 +95,11 @@ type Config struct {
 // Notifier delivers "approval needed" messages.
 type Notifier interface {
 	Pending(ctx context.Context, msg notify.Message) []notify.Result
+}
+
+// RecordingFinder locates a stored recording by key (filesink.Sink does).
+type RecordingFinder interface {
+	Find(ctx context.Context, key string) (location string, found bool, err error)
 }
 
 // Explainer returns PostgreSQL's row estimate for sql on target without running it.

@@ -64,12 +64,41 @@ func (s *Service) Sweep(ctx context.Context) SweepReport {
 				}
 				if s.expire(ctx, g, now, "deadline passed without its proxy reporting", &rep) {
 					rep.Ended++
+					s.linkRecording(ctx, g, &rep)
 				}
 			}
 		}
 	}
 	s.retryRevocations(ctx, now, &rep)
 	return rep
+}
+
+// linkRecording points a grant whose proxy outlived its broker at the
+// recording the proxy stored (the broker that would have read the proxy's
+// exit status is gone), audits where it is, and audits its verdicts. A
+// recording still in the spool is FlushRecordings' job.
+func (s *Service) linkRecording(ctx context.Context, g *grant.Grant, rep *SweepReport) {
+	if g.RecordingPath != "" || s.cfg.Recordings == nil {
+		return
+	}
+	loc, found, err := s.cfg.Recordings.Find(ctx, g.ID+record.Ext)
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: find recording: %v", g.ID, err))
+		return
+	}
+	if !found {
+		return
+	}
+	if _, err := s.cfg.Store.Update(ctx, g.ID, func(gg *grant.Grant) error {
+		gg.RecordingPath = loc
+		return nil
+	}); err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: link recording: %v", g.ID, err))
+		return
+	}
+	s.cfg.Logger.Info("recording linked by the sweeper", "grant", g.ID, "location", loc)
+	s.audit(ctx, audit.Event{Type: audit.RecordingStored, GrantID: g.ID, Target: g.Target, Actor: "sweeper", Detail: loc})
+	s.auditCommands(ctx, g, loc)
 }
 
 // retryRevocations tries once more, every sweep, each credential whose

@@ -150,6 +150,7 @@ func buildStack(cfg stackConfig) (*stack, error) {
 		Policy: p, Store: store, Audit: alog, Sources: sources, Launcher: launcher,
 		RecordDir: spoolDir, MaskTokenKey: key, DevLoopback: cfg.DevLoopback, Logger: cfg.Logger,
 		Explainer: explainer{p: p}, ApproveURL: cfg.ApproveURL, Metrics: m, ProxyMetrics: cfg.ProxyMetrics, RunTimeout: cfg.RunTimeout,
+		Recordings: recSink,
 	}
 	if len(p.Notifications) > 0 {
 		n, err := buildNotifier(p)

@@ -146,6 +146,25 @@ func (s *Sink) Open(key string) (*os.File, error) {
 	return os.Open(filepath.Join(s.dir, key))
 }
 
+// Find reports where the recording stored under key is, if it is: the
+// sweeper uses it to link a recording whose proxy outlived its broker.
+func (s *Sink) Find(_ context.Context, key string) (string, bool, error) {
+	if err := checkKey(key); err != nil {
+		return "", false, err
+	}
+	path := filepath.Join(s.dir, key)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("filesink: find %s: %w", key, err)
+	case !fi.Mode().IsRegular():
+		return "", false, fmt.Errorf("filesink: find %s: not a regular file", key)
+	}
+	return path, true, nil
+}
+
 // copyCtx copies src to dst, stopping when ctx ends.
 func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) error {
 	buf := make([]byte, 256<<10)

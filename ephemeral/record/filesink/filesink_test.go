@@ -120,3 +120,26 @@ func TestKeysAreCheckedNames(t *testing.T) {
 		t.Fatalf("Open read %q", b)
 	}
 }
+
+// TestFind: a stored key is found at its path; a missing one is not, without
+// an error; an unusable key is refused.
+func TestFind(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := filesink.New(filesink.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store(t.Context(), "g_1.jgr", strings.NewReader("sealed")); err != nil {
+		t.Fatal(err)
+	}
+	if loc, found, err := s.Find(t.Context(), "g_1.jgr"); err != nil || !found || loc != filepath.Join(dir, "g_1.jgr") {
+		t.Fatalf("Find stored: %q %v %v", loc, found, err)
+	}
+	if _, found, err := s.Find(t.Context(), "g_2.jgr"); err != nil || found {
+		t.Fatalf("Find missing: %v %v", found, err)
+	}
+	if _, _, err := s.Find(t.Context(), "../g_1.jgr"); err == nil {
+		t.Fatal("a key with a separator was accepted")
+	}
+}

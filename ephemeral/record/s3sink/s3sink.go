@@ -375,6 +375,23 @@ func (s *Sink) putMultipart(ctx context.Context, key string, first []byte, rest 
 	return obj, s.verify(ctx, obj, until)
 }
 
+// Find reports whether a recording is stored under key, and its s3:// URI:
+// the sweeper links recordings whose proxy outlived its broker. S3 answers a
+// HEAD in a missing bucket with the same bodiless 404, so that reads as not
+// found too (Store names a missing bucket).
+func (s *Sink) Find(ctx context.Context, key string) (string, bool, error) {
+	_, err := s.cfg.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(s.cfg.Prefix + key)})
+	if err == nil {
+		return s.URI(key), true, nil
+	}
+	var nf *types.NotFound
+	var ae smithy.APIError
+	if errors.As(err, &nf) || (errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey")) {
+		return "", false, nil
+	}
+	return "", false, s.mapErr("find "+s.URI(key), err)
+}
+
 // ensureRetention sets the retention of a multipart object when S3 did not
 // take it from CreateMultipartUpload (AWS does; moto and some emulators do
 // not). Setting a retention on a version that has none, or extending one, is

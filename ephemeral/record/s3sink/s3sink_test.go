@@ -389,3 +389,26 @@ func TestConfigRefusals(t *testing.T) {
 		t.Error("ParseLockMode accepted an unknown mode")
 	}
 }
+
+// TestFind: Find names a stored recording by its s3:// URI under the sink's
+// prefix and says "not found" (no error) for a missing key. (S3 answers a
+// HEAD in a missing bucket with the same bodiless 404, so that too reads as
+// not found; Store names a missing bucket.)
+func TestFind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, shared)
+	sink := e.sink(t)
+	if err := sink.Store(t.Context(), "g_found.jgr", strings.NewReader("sealed")); err != nil {
+		t.Fatal(err)
+	}
+	loc, found, err := sink.Find(t.Context(), "g_found.jgr")
+	if err != nil || !found || loc != "s3://"+e.bucket+"/recordings/g_found.jgr" {
+		t.Fatalf("Find stored: %q %v %v", loc, found, err)
+	}
+	if loc, found, err := sink.Find(t.Context(), "g_missing.jgr"); err != nil || found || loc != "" {
+		t.Fatalf("Find missing: %q %v %v; want not found, no error", loc, found, err)
+	}
+	if _, found, _ := e.sink(t, func(c *s3sink.Config) { c.Prefix = "other/" }).Find(t.Context(), "g_found.jgr"); found {
+		t.Fatal("Find looked outside the sink's prefix")
+	}
+}

@@ -221,6 +221,10 @@ func NewBroker(ctx context.Context, env Env, c *Clients, log *slog.Logger) (*Bro
 	}
 	router := &ModeRouter{}
 	var sessions *ecs.Launcher
+	recordings, err := c.Sink(env, env.RecordingPrefix, "application/x-ndjson")
+	if err != nil {
+		return nil, err
+	}
 	if c.Vault != nil {
 		wrapper := launchlambda.VaultWrapper{Client: c.Vault}
 		if env.RunnerFunction != "" {
@@ -229,10 +233,6 @@ func NewBroker(ctx context.Context, env Env, c *Clients, log *slog.Logger) (*Bro
 			}
 		}
 		if env.ECS.Enabled() {
-			recordings, err := c.Sink(env, env.RecordingPrefix, "application/x-ndjson")
-			if err != nil {
-				return nil, err
-			}
 			sessions, err = ecs.New(ecs.Config{Client: c.ECS, Cluster: env.ECS.Cluster, TaskDefinition: env.ECS.TaskDefinition,
 				Container: env.ECS.Container, Subnets: env.ECS.Subnets, SecurityGroups: env.ECS.SecurityGroups, Port: env.ECS.Port,
 				StopGrace: env.ECS.StopGrace, PollEvery: env.ECS.Poll,
@@ -252,7 +252,7 @@ func NewBroker(ctx context.Context, env Env, c *Clients, log *slog.Logger) (*Bro
 		// Remote proxies spool in their own /tmp; this names the directory
 		// they use, for the spec.
 		RecordDir: filepath.Join(os.TempDir(), "jitgate-spool"), MaskTokenKey: maskKey,
-		RunTimeout: env.RunTimeout, Logger: log,
+		RunTimeout: env.RunTimeout, Logger: log, Recordings: recordings,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
