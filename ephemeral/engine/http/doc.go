@@ -83,6 +83,14 @@
 // "HTTP 200", Reason naming dropped cookies); failures as "error". A request
 // that cannot be recorded is refused with 503.
 //
+// # Metrics
+//
+// Verdicts counts every recorded verdict (the rules' and the proxy's own
+// refusals) and MaskCounts the values masked, by detector name plus
+// "json_field" for field-pattern redactions; the session proxy serves both on
+// its metrics listener (ephemeral/session). Paths, field paths and values
+// never become labels.
+//
 // # Deadline
 //
 // When ctx ends, the agent connection and every upstream request in flight

@@ -89,6 +89,7 @@ type Engine struct {
 	masking   bool // the masker has detectors
 	transport *http.Transport
 	conns     atomic.Int64
+	counts    counters
 }
 
 func (c *Config) validate() error {

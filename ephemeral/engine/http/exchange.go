@@ -99,7 +99,7 @@ func (e *Engine) do(ctx context.Context, w http.ResponseWriter, x *exchange) out
 		return outcome{status: http.StatusServiceUnavailable, err: fmt.Errorf("http: record: %w", err)}
 	}
 	allowed, reason, rule := e.judge(x)
-	if err := e.rec(record.Event{Type: record.Verdict, Conn: x.conn, Statement: line, Allowed: &allowed, Reason: reason, Tag: rule}); err != nil {
+	if err := e.verdict(x.conn, line, allowed, reason, rule); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the session cannot be recorded; refusing the request")
 		return outcome{status: http.StatusServiceUnavailable, err: fmt.Errorf("http: record: %w", err)}
 	}
@@ -293,7 +293,7 @@ func (e *Engine) respond(ctx context.Context, w http.ResponseWriter, x *exchange
 	switch {
 	case kind == bodyNone:
 	case maskJSON:
-		jm := newJSONMasker(e.maskerOrNil(), e.patterns, s.write)
+		jm := e.newJSONMasker(s.write)
 		err = jm.Run(src)
 	case maskText:
 		idle := time.Duration(0)
@@ -337,6 +337,14 @@ func (e *Engine) respond(ctx context.Context, w http.ResponseWriter, x *exchange
 		o.err = fmt.Errorf("http: record: %w", rerr)
 	}
 	return o
+}
+
+// newJSONMasker masks a JSON body with the engine's detectors and field
+// patterns, counting the field redactions.
+func (e *Engine) newJSONMasker(write func([]byte) error) *jsonMasker {
+	jm := newJSONMasker(e.maskerOrNil(), e.patterns, write)
+	jm.redacted = &e.counts.jsonFields
+	return jm
 }
 
 func (e *Engine) maskerOrNil() *mask.Masker {
@@ -442,7 +450,7 @@ func (e *Engine) recordBody(conn int, name, ctype string, body []byte, size int6
 		ex = "[binary body not recorded]"
 	case kind == bodyJSON && e.transforms(), kind == bodyText && len(e.patterns) > 0 && looksJSON(bufio.NewReader(bytes.NewReader(body))):
 		var buf bytes.Buffer
-		jm := newJSONMasker(e.maskerOrNil(), e.patterns, func(b []byte) error { buf.Write(b); return nil })
+		jm := e.newJSONMasker(func(b []byte) error { buf.Write(b); return nil })
 		if err := jm.Run(bytes.NewReader(body)); err != nil {
 			ex = "[body not recorded: " + err.Error() + "]"
 		} else {

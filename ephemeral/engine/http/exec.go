@@ -26,9 +26,8 @@ func (e *Engine) Exec(ctx context.Context, operation string) (*spec.Result, erro
 	defer e.transport.CloseIdleConnections()
 	op, err := httprule.ParseOperation(operation)
 	if err != nil {
-		no := false
 		_ = e.rec(record.Event{Type: record.Query, Conn: conn, Statement: e.maskString(firstLine(operation)), Tag: "http"})
-		if rerr := e.rec(record.Event{Type: record.Verdict, Conn: conn, Allowed: &no, Reason: err.Error()}); rerr != nil {
+		if rerr := e.verdict(conn, "", false, err.Error(), ""); rerr != nil {
 			return nil, fmt.Errorf("http: record: %w", rerr)
 		}
 		return nil, fmt.Errorf("http: %w: %v", ErrBlocked, err)

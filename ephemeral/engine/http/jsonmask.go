@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -29,6 +30,7 @@ type jsonMasker struct {
 	path     []pathElem
 	frames   []frame
 	unq      []byte
+	redacted *atomic.Uint64 // counts values redacted by a field pattern; may be nil
 }
 
 type frame struct {
@@ -218,6 +220,9 @@ func (j *jsonMasker) redact(kind jsontext.Kind) error {
 			}
 			j.unq, raw = u, u
 		}
+	}
+	if j.redacted != nil {
+		j.redacted.Add(1)
 	}
 	red := []byte(redactedMarker)
 	if j.m != nil && raw != nil {

@@ -73,10 +73,9 @@ func (e *Engine) serveHTTP(w http.ResponseWriter, r *http.Request, conn int) {
 	target := r.RequestURI
 	if r.Method == http.MethodConnect {
 		x := &exchange{conn: conn, method: r.Method, target: target, header: r.Header}
-		_ = e.rec(record.Event{Type: record.Query, Conn: conn, Statement: r.Method + " " + e.maskString(target), Tag: "http"})
-		no := false
+		_ = e.rec(record.Event{Type: record.Query, Conn: conn, Statement: e.statement(x), Tag: "http"})
 		reason := "CONNECT is always refused: the proxy does not open tunnels (use http:// URLs through HTTP_PROXY)"
-		_ = e.rec(record.Event{Type: record.Verdict, Conn: conn, Statement: r.Method + " " + e.maskString(target), Allowed: &no, Reason: reason})
+		_ = e.verdict(conn, e.statement(x), false, reason, "")
 		e.refuse(w, x, http.StatusForbidden, reason)
 		return
 	}
@@ -84,9 +83,8 @@ func (e *Engine) serveHTTP(w http.ResponseWriter, r *http.Request, conn int) {
 		t, err := e.originForm(r)
 		if err != nil {
 			x := &exchange{conn: conn, method: r.Method, target: target, header: r.Header}
-			_ = e.rec(record.Event{Type: record.Query, Conn: conn, Statement: r.Method + " " + e.maskString(target), Tag: "http"})
-			no := false
-			_ = e.rec(record.Event{Type: record.Verdict, Conn: conn, Statement: r.Method + " " + e.maskString(target), Allowed: &no, Reason: err.Error()})
+			_ = e.rec(record.Event{Type: record.Query, Conn: conn, Statement: e.statement(x), Tag: "http"})
+			_ = e.verdict(conn, e.statement(x), false, err.Error(), "")
 			e.refuse(w, x, http.StatusForbidden, err.Error())
 			return
 		}
