@@ -30,6 +30,7 @@ import (
 //	    exec: true                   # kubectl exec (commands checked as for ssh)
 //	    attach: false                # kubectl attach
 //	    port_forward: false          # kubectl port-forward
+//	    ports: [8080]                # the pod ports port_forward may reach (required with it)
 //	    copy_files: false            # kubectl cp (exec of tar)
 //	    commands: {allow: [ls, cat, env, ps], deny: [curl]}
 //	    credentials: {source: local, token: env:SHOP_K8S_TOKEN}
@@ -94,6 +95,7 @@ func (l *loader) kubeTarget(n *yaml.Node, f *fields, what string, t *Target) {
 	k.Scope.Attach, _ = l.boolean(f, "attach", what)
 	k.Scope.PortForward, _ = l.boolean(f, "port_forward", what)
 	k.Scope.CopyFiles, _ = l.boolean(f, "copy_files", what)
+	k.Scope.Ports = l.kubePorts(n, f, what, k.Scope.PortForward)
 	k.ServerName, _ = l.str(f, "server_name", what)
 	if ca, ok := l.str(f, "ca", what); ok && ca != "" {
 		k.CARef = ca
@@ -234,6 +236,7 @@ func MatchKubeScope(s spec.KubeScope, pod, container string) (bool, string) {
 func (k *KubeTarget) scope() spec.KubeScope {
 	s := k.Scope
 	s.Pods, s.Containers = slices.Clone(s.Pods), slices.Clone(s.Containers)
+	s.Ports = slices.Clone(s.Ports)
 	return s
 }
 
