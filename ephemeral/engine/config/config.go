@@ -39,6 +39,14 @@
 // keys shown with their masked values as "rows" (Columns ["key", "value"]),
 // and a "result" (Tag "KEYS n"). Unmasked values are never recorded.
 //
+// # Metrics
+//
+// Verdicts counts the reads allowed and refused; MaskCounts the values
+// masked by reason: "secret_name", "entropy", "url_password", and the
+// masker's detector names. A config grant runs in exec mode only, so no
+// session proxy serves these on a metrics listener today; they are there for
+// an exec-mode metrics push or the broker to read.
+//
 // Session mode is not offered: a config grant is one read.
 package config
 
@@ -89,6 +97,7 @@ type Engine struct {
 	log    *slog.Logger
 	keys   []Key
 	reveal []Key
+	counts counters
 }
 
 // New validates cfg and compiles the grant's key globs.
@@ -145,6 +154,11 @@ func (e *Engine) Exec(ctx context.Context, operation string) (*spec.Result, erro
 	}
 	keys, reason := e.Select(op)
 	allowed := reason == ""
+	if allowed {
+		e.counts.allowed.Add(1)
+	} else {
+		e.counts.blocked.Add(1)
+	}
 	if err := e.rec(record.Event{Type: record.Verdict, Statement: clip(op), Allowed: &allowed, Reason: reason}); err != nil {
 		return nil, err
 	}
@@ -223,18 +237,25 @@ func (e *Engine) exposedList() string {
 	return strings.Join(s, ", ")
 }
 
-// Value returns the value as shown for key, and whether it was masked.
+// Value returns the value as shown for key, and whether it was masked. What
+// it masks counts in MaskCounts.
 func (e *Engine) Value(key, v string) (string, bool) {
 	if slices.ContainsFunc(e.reveal, func(k Key) bool { return k.Match(key) }) {
 		return v, false
 	}
-	if SecretName(key) || HighEntropy(v) {
+	if name := SecretName(key); name || HighEntropy(v) {
+		if name {
+			e.counts.secretName.Add(1)
+		} else {
+			e.counts.entropy.Add(1)
+		}
 		if e.cfg.Masker != nil {
 			return string(e.cfg.Masker.Value(nil, 0, []byte(v))), true
 		}
 		return "********", true
 	}
-	out := maskURLPassword(v)
+	out, n := maskURLPassword(v)
+	e.counts.urlPassword.Add(uint64(n))
 	if e.cfg.Masker != nil {
 		out = string(e.cfg.Masker.Text([]byte(out)))
 	}
@@ -242,15 +263,16 @@ func (e *Engine) Value(key, v string) (string, bool) {
 }
 
 // maskURLPassword redacts the password of every URL with user information
-// in v ("scheme://user:password@host...").
-func maskURLPassword(v string) string {
+// in v ("scheme://user:password@host..."), and returns how many it redacted.
+func maskURLPassword(v string) (string, int) {
 	var b strings.Builder
 	rest := v
+	n := 0
 	for {
 		i := strings.Index(rest, "://")
 		if i < 0 {
 			b.WriteString(rest)
-			return b.String()
+			return b.String(), n
 		}
 		b.WriteString(rest[:i+3])
 		rest = rest[i+3:]
@@ -268,6 +290,7 @@ func maskURLPassword(v string) string {
 			b.WriteString("********")
 			b.WriteString(auth[at:])
 			rest = rest[end:]
+			n++
 		}
 	}
 }
