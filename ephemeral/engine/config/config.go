@@ -43,9 +43,9 @@
 //
 // Verdicts counts the reads allowed and refused; MaskCounts the values
 // masked by reason: "secret_name", "entropy", "url_password", and the
-// masker's detector names. A config grant runs in exec mode only, so no
-// session proxy serves these on a metrics listener today; they are there for
-// an exec-mode metrics push or the broker to read.
+// masker's detector names. A config grant runs in exec mode only, where the
+// proxy has no metrics listener (ephemeral/session serves one for sessions),
+// so nothing scrapes them yet.
 //
 // Session mode is not offered: a config grant is one read.
 package config
