@@ -32,11 +32,21 @@
 //     cp) unless Kube.CopyFiles, then the shell guard on the argv quoted as one
 //     simple command (sh -c strings recursed, wrappers such as env looked
 //     through). A lone shell with tty and stdin is allowed, unfiltered but
-//     recorded, only when Guard.Commands.Interactive.
+//     recorded, only when Guard.Commands.Interactive;
+//   - pods/attach (same transports as exec) when Kube.Attach is set and the
+//     pod and container match their globs. There is no command to check:
+//     what the agent types into the container's own process is RECORDED,
+//     NOT FILTERED (the refusal text says so when Attach is off); the output
+//     is masked like exec output;
+//   - pods/portforward when Kube.PortForward is set and Kube.Ports names the
+//     pod ports it may reach (empty: refused). Every port= value must be in
+//     Ports and named once, and every stream's port header is checked when
+//     the stream opens: in Ports, and among the port= values when the agent
+//     named any (a second stream for a port not asked for is refused on its
+//     error stream and never goes upstream).
 //
 // Everything else is refused: other namespaces and -A, other resources
-// (secrets, ...), writes, watch, attach, port-forward (not supported even
-// when granted), pods/proxy, services/proxy, nodes/proxy, ephemeral
+// (secrets, ...), writes, watch, pods/proxy, services/proxy, nodes/proxy, ephemeral
 // containers, logs, Impersonate-* headers, dryRun, unknown or repeated query
 // parameters (command= excepted: it is argv). Paths are taken as written:
 // percent-encoding, backslashes, semicolons, control bytes, empty, "." and
@@ -63,6 +73,22 @@
 // mask.Stream (the carry-over window used by the SSH engine), terminal resizes
 // go up, and the exit status comes back as a v1 Status on the error channel.
 //
+// # Port-forward streams
+//
+// Facing the agent: SPDY/3.1 portforward.k8s.io (cri-streaming's server
+// side), SPDY tunnelled through a WebSocket (subprotocol
+// SPDY/3.1+portforward.k8s.io, kubectl's default since 1.31; client-go's
+// TunnelingConnection serves the tunnel) and the older WebSocket protocol
+// (v4.channel.k8s.io / portforward.k8s.io with port= values). Upstream: one
+// SPDY connection per agent connection and a data/error stream pair per
+// agent stream, as client-go's tools/portforward opens them. Arbitrary TCP
+// is NOT MASKED: the proxy cannot know the payload's format. What passes is
+// recorded instead, so port forwards do not bypass recording: one asciicast
+// per stream (input: bytes to the pod, output: bytes from the pod, capped
+// at MaxRecordedOutput each way with a truncation marker; bytes that are not
+// UTF-8 are stored as U+FFFD) and a "result" event per stream (Tag "port N":
+// bytes each way, duration, close reason).
+//
 // # Recording
 //
 // Every request is a "query" event (Tag "kube <kind>", Statement the method
@@ -72,8 +98,16 @@
 // the agent's transport in another notice and the exit status as a "result"
 // (Tag "exit N").
 //
+// Attach streams are recorded the same way (asciicast header command
+// "attach <container>").
+//
+// # Metrics
+//
+// Verdicts counts every request's verdict (and every port-forward stream's);
+// MaskCounts is the masker's count of masked values by detector.
+//
 // # Deadline
 //
-// When ctx ends, the agent's connection — its exec streams included — and
-// the upstream streams are closed.
+// When ctx ends, the agent's connection — its exec, attach and port-forward
+// streams included — and the upstream streams are closed.
 package kube

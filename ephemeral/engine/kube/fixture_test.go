@@ -54,6 +54,8 @@ type opts struct {
 	op       string
 	pods     []kubetest.Pod
 	noMask   bool
+	// maxRecorded is Config.MaxRecordedOutput (0: the default).
+	maxRecorded int
 }
 
 func defaultScope() spec.KubeScope {
@@ -97,7 +99,7 @@ func startProxy(t testing.TB, o opts) *proxy {
 	if o.noMask {
 		mk = nil
 	}
-	eng, err := kube.New(kube.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec})
+	eng, err := kube.New(kube.Config{Grant: g, Guard: gd, Masker: mk, Recorder: rec, MaxRecordedOutput: o.maxRecorded})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,14 +21,19 @@ func FuzzClassify(f *testing.F) {
 		"/api/v1/namespaces/shop/pods/web-1/exec?command=sh&command=-c&command=id&stdin=1&tty=1",
 		"/api/v1/namespaces/shop/pods/web-1/../../other/pods", "/api/v1/namespaces/shop%2fpods",
 		"/api/v1/pods", "/api/v1/namespaces/shop/pods/web-1/attach", "/api/v1/namespaces/shop/pods?watch=1",
+		"/api/v1/namespaces/shop/pods/web-1/attach?container=app&stdin=true&stdout=true",
+		"/api/v1/namespaces/shop/pods/web-1/portforward", "/api/v1/namespaces/shop/pods/web-1/portforward?port=8080",
+		"/api/v1/namespaces/shop/pods/web-1/portforward?port=8080,9090&port=22", "/api/v1/namespaces/shop/pods/web-1/portforward?ports=8080",
 	} {
 		f.Add("GET", s)
 		f.Add("POST", s)
 	}
 	g := &spec.Guard{Access: spec.Read, Kube: spec.KubeScope{Namespace: "shop", Pods: []string{"web-*"}, Containers: []string{"app"}, Exec: true}}
 	gAll := &spec.Guard{Access: spec.Read, Kube: spec.KubeScope{Namespace: "shop", Exec: true}}
+	gStreams := &spec.Guard{Access: spec.Read, Kube: spec.KubeScope{Namespace: "shop", Pods: []string{"web-*"}, Containers: []string{"app"},
+		Attach: true, PortForward: true, Ports: []int{8080, 9090}}}
 	f.Fuzz(func(t *testing.T, method, target string) {
-		for _, g := range []*spec.Guard{g, gAll} {
+		for _, g := range []*spec.Guard{g, gAll, gStreams} {
 			rt, reason := kube.Classify(g, method, target, http.Header{})
 			if reason != "" {
 				if rt.Kind != kube.KindRefused || rt.Upstream != "" {
@@ -52,6 +58,24 @@ func FuzzClassify(f *testing.F) {
 			}
 			if rt.Kind == kube.KindExec && (len(rt.Command) == 0 || len(g.Kube.Containers) > 0 && rt.Container != "app") {
 				t.Fatalf("exec route %+v from %q", rt, target)
+			}
+			if rt.Kind == kube.KindAttach && (!g.Kube.Attach || len(rt.Command) != 0 || rt.Container != "app") {
+				t.Fatalf("attach route %+v from %q under %+v", rt, target, g.Kube)
+			}
+			if rt.Kind == kube.KindPortForward {
+				seen := map[int]bool{}
+				for _, p := range rt.Ports {
+					if seen[p] || !slices.Contains(g.Kube.Ports, p) {
+						t.Fatalf("port-forward route %+v from %q: port %d repeated or outside %v", rt, target, p, g.Kube.Ports)
+					}
+					seen[p] = true
+				}
+				if !g.Kube.PortForward || strings.Contains(rt.Upstream, "?") {
+					t.Fatalf("port-forward route %+v from %q under %+v", rt, target, g.Kube)
+				}
+			}
+			if rt.Kind == kube.KindExec && !g.Kube.Exec {
+				t.Fatalf("exec route without Exec: %+v", rt)
 			}
 			if rt.Pod != "" && len(g.Kube.Pods) > 0 && !strings.HasPrefix(rt.Pod, "web-") {
 				t.Fatalf("pod outside the globs: %+v", rt)

@@ -257,6 +257,9 @@ func (f *forwarder) PortForward(_ context.Context, pod, _ string, port int32, ag
 	case <-f.ctx.Done():
 		why = "the grant ended"
 	}
+	if f.ctx.Err() != nil {
+		why = "the grant ended" // whichever side noticed first
+	}
 	_ = data.Reset()
 	_ = agent.Close()
 	select {

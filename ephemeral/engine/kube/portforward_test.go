@@ -23,6 +23,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
@@ -234,39 +235,8 @@ func TestKubectlPortForwardPortOutsideGrant(t *testing.T) {
 func TestPortForwardRawStreams(t *testing.T) {
 	t.Parallel()
 	p := pfProxy(t, []int{8080, 9090}, "raw hello")
-	cfg := &rest.Config{Host: "https://" + p.addr, BearerToken: string(p.grant.ClientSecret),
-		TLSClientConfig: rest.TLSClientConfig{CAData: []byte(p.eng.CertificatePEM())}}
-	rt, up, err := spdy.RoundTripperFor(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse("https://" + p.addr + "/api/v1/namespaces/shop/pods/web-1/portforward?port=8080")
-	conn, _, err := spdy.NewDialer(up, &http.Client{Transport: rt}, http.MethodPost, u).Dial(portforward.PortForwardProtocolV1Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stream := func(port, id int) (string, string) {
-		h := http.Header{}
-		h.Set(corev1.StreamType, corev1.StreamTypeError)
-		h.Set(corev1.PortHeader, strconv.Itoa(port))
-		h.Set(corev1.PortForwardRequestIDHeader, strconv.Itoa(id))
-		es, err := conn.CreateStream(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = es.Close()
-		h.Set(corev1.StreamType, corev1.StreamTypeData)
-		ds, err := conn.CreateStream(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.WriteString(ds, "GET / HTTP/1.0\r\n\r\n")
-		_ = ds.Close()
-		data, _ := io.ReadAll(ds)
-		msg, _ := io.ReadAll(es)
-		return string(data), string(msg)
-	}
+	conn := p.pfConn(t, "?port=8080")
+	stream := func(port, id int) (string, string) { return pfStream(t, conn, port, id, "GET / HTTP/1.0\r\n\r\n") }
 	if data, msg := stream(8080, 1); !strings.Contains(data, "raw hello") || msg != "" {
 		t.Fatalf("port 8080: data %q error %q", data, msg)
 	}
@@ -284,6 +254,118 @@ func TestPortForwardRawStreams(t *testing.T) {
 	}
 	if got := p.up.Forwards(); !slices.Equal(got, []int{8080}) {
 		t.Fatalf("upstream forwards %v, want [8080] only", got)
+	}
+}
+
+// pfConn opens a raw SPDY port-forward connection to web-1 through the
+// proxy, with query appended to the path.
+func (p *proxy) pfConn(t *testing.T, query string) httpstream.Connection {
+	t.Helper()
+	cfg := &rest.Config{Host: "https://" + p.addr, BearerToken: string(p.grant.ClientSecret),
+		TLSClientConfig: rest.TLSClientConfig{CAData: []byte(p.eng.CertificatePEM())}}
+	rt, up, err := spdy.RoundTripperFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("https://" + p.addr + "/api/v1/namespaces/shop/pods/web-1/portforward" + query)
+	conn, _, err := spdy.NewDialer(up, &http.Client{Transport: rt}, http.MethodPost, u).Dial(portforward.PortForwardProtocolV1Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// pfStream opens one stream pair for port, sends payload, half-closes and
+// returns what came back on the data and the error stream.
+func pfStream(t *testing.T, conn httpstream.Connection, port, id int, payload string) (string, string) {
+	t.Helper()
+	h := http.Header{}
+	h.Set(corev1.StreamType, corev1.StreamTypeError)
+	h.Set(corev1.PortHeader, strconv.Itoa(port))
+	h.Set(corev1.PortForwardRequestIDHeader, strconv.Itoa(id))
+	es, err := conn.CreateStream(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = es.Close()
+	h.Set(corev1.StreamType, corev1.StreamTypeData)
+	ds, err := conn.CreateStream(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(ds, payload)
+	_ = ds.Close()
+	data, _ := io.ReadAll(ds)
+	msg, _ := io.ReadAll(es)
+	return string(data), string(msg)
+}
+
+// TestPortForwardPayloadCapped: a large answer passes whole, the recording
+// keeps the first MaxRecordedOutput bytes and says it cut.
+func TestPortForwardPayloadCapped(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("0123456789abcdef", 20000) // 320000 bytes
+	web := webServer(t, big)
+	scope := defaultScope()
+	scope.PortForward, scope.Ports = true, []int{8080}
+	p := startProxy(t, opts{scope: scope, maxRecorded: 1024,
+		pods: []kubetest.Pod{{Namespace: "shop", Name: "web-1", Containers: []string{"app"}, Ports: map[int]string{8080: web}}}})
+	conn := p.pfConn(t, "")
+	data, msg := pfStream(t, conn, 8080, 1, "GET / HTTP/1.0\r\n\r\n")
+	if !strings.HasSuffix(data, big) || msg != "" {
+		t.Fatalf("answer cut or error %q (got %d bytes)", msg, len(data))
+	}
+	ev := p.waitEvent(t, func(e record.Event) bool { return e.Type == record.Result && e.Tag == "port 8080" })
+	if !strings.Contains(ev.Error, strconv.Itoa(len(data))+" bytes from the pod") {
+		t.Errorf("stream event %q does not count the %d bytes from the pod", ev.Error, len(data))
+	}
+	_, evs := readCast(t, p.dir, "portforward")
+	if out := castText(evs, "o"); len(out) != 1024 {
+		t.Errorf("recorded %d bytes from the pod, want the first 1024", len(out))
+	}
+	if marks := castText(evs, "m"); !strings.Contains(marks, "recording of the bytes from the pod truncated after 1024 bytes") {
+		t.Errorf("no truncation marker: %q", marks)
+	}
+}
+
+// TestDeadlineEndsPortForward: a stream to a port that never answers ends
+// when the grant's deadline passes, and is recorded as ended by it.
+func TestDeadlineEndsPortForward(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // held open, never answers
+		}
+	}()
+	scope := defaultScope()
+	scope.PortForward, scope.Ports = true, []int{8080}
+	p := startProxy(t, opts{scope: scope, deadline: time.Now().Add(2 * time.Second),
+		pods: []kubetest.Pod{{Namespace: "shop", Name: "web-1", Containers: []string{"app"}, Ports: map[int]string{8080: ln.Addr().String()}}}})
+	conn := p.pfConn(t, "")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pfStream(t, conn, 8080, 1, "hello?")
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the port-forward stream outlived the deadline")
+	}
+	ev := p.waitEvent(t, func(e record.Event) bool { return e.Type == record.Result && e.Tag == "port 8080" })
+	t.Log(ev.Error)
+	if !strings.Contains(ev.Error, "closed: the grant ended") {
+		t.Errorf("stream event %q", ev.Error)
 	}
 }
 
