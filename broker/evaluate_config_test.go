@@ -1,12 +1,10 @@
 package broker_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/jitgate/jitgate/broker"
-	"github.com/jitgate/jitgate/broker/identity"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
@@ -27,11 +25,7 @@ rules:
 // parser and the target's globs, before anything is issued.
 func TestEvaluateConfig(t *testing.T) {
 	t.Parallel()
-	p, err := policy.Parse("c.yaml", []byte(configPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	who := identity.Identity{IssuerName: "okta", Subject: "agent-1", Groups: []string{"ai-agents"}}
+	p := parsePolicy(t, "c.yaml", configPolicy)
 	for _, tc := range []struct {
 		op     string
 		allow  bool
@@ -48,7 +42,7 @@ func TestEvaluateConfig(t *testing.T) {
 		{"*/password", false, "globs only in the field"},
 		{"flags/nested/x", false, `"flags/nested/x" is not one target app-config exposes`},
 	} {
-		ev, err := broker.Evaluate(p, who, broker.RequestInput{Target: "app-config", Mode: spec.Exec, Operation: tc.op})
+		ev, err := evaluateExec(p, "app-config", tc.op)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.op, err)
 		}
@@ -64,8 +58,6 @@ func TestEvaluateConfig(t *testing.T) {
 		{Target: "app-config", Mode: spec.Session},
 		{Target: "app-config", Mode: spec.Exec, Operation: "  "},
 	} {
-		if _, err := broker.Evaluate(p, who, in); !errors.Is(err, broker.ErrBadRequest) {
-			t.Errorf("%+v: %v, want a bad request", in, err)
-		}
+		wantBadRequest(t, p, in)
 	}
 }

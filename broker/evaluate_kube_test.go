@@ -1,12 +1,10 @@
 package broker_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/jitgate/jitgate/broker"
-	"github.com/jitgate/jitgate/broker/identity"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
@@ -43,11 +41,7 @@ func kubeOp(ns, pod, container string, argv ...string) string {
 // disguised rm -rf forms are refused with the guard's reason.
 func TestEvaluateKubeExec(t *testing.T) {
 	t.Parallel()
-	p, err := policy.Parse("k.yaml", []byte(kubePolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	who := identity.Identity{IssuerName: "okta", Subject: "agent-1", Groups: []string{"ai-agents"}}
+	p := parsePolicy(t, "k.yaml", kubePolicy)
 	for _, tc := range []struct {
 		name, target, op string
 		allow            bool
@@ -73,7 +67,7 @@ func TestEvaluateKubeExec(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ev, err := broker.Evaluate(p, who, broker.RequestInput{Target: tc.target, Mode: spec.Exec, Operation: tc.op})
+			ev, err := evaluateExec(p, tc.target, tc.op)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,11 +91,7 @@ func TestEvaluateKubeExec(t *testing.T) {
 // a bad request (HTTP 400), never a grant.
 func TestEvaluateKubeExecBadOperation(t *testing.T) {
 	t.Parallel()
-	p, err := policy.Parse("k.yaml", []byte(kubePolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	who := identity.Identity{IssuerName: "okta", Subject: "agent-1", Groups: []string{"ai-agents"}}
+	p := parsePolicy(t, "k.yaml", kubePolicy)
 	for _, op := range []string{
 		"ls -l",
 		`{"namespace":"shop","pod":"web-1","command":"ls"}`,
@@ -113,10 +103,7 @@ func TestEvaluateKubeExecBadOperation(t *testing.T) {
 		`{"namespace":"shop","pod":"web-1","command":["ls"]} {"x":1}`,
 		"",
 	} {
-		_, err := broker.Evaluate(p, who, broker.RequestInput{Target: "shop-k8s", Mode: spec.Exec, Operation: op})
-		if !errors.Is(err, broker.ErrBadRequest) {
-			t.Errorf("%q: err = %v, want ErrBadRequest", op, err)
-		}
+		wantBadRequest(t, p, broker.RequestInput{Target: "shop-k8s", Mode: spec.Exec, Operation: op})
 	}
 }
 
