@@ -9,26 +9,12 @@
 package soak
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
-	"github.com/jitgate/jitgate/test/soak/harness"
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "jitgate-soak-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bin, err = harness.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(stack.Main(m, "soak", &bin)) }
