@@ -135,3 +135,35 @@ func BenchmarkStreamCount(b *testing.B) {
 		}
 	})
 }
+
+// FuzzStreamCounts: text with planted cards and emails, written to a Stream
+// in pieces cut at fuzzed points, counts what masking the whole text at once
+// counts whenever the two outputs agree.
+func FuzzStreamCounts(f *testing.F) {
+	f.Add([]byte("card 4111 1111 1111 1111 mail a@example.com"), uint16(3), uint16(17), uint8(40))
+	f.Add([]byte("4111111111111111"), uint16(8), uint16(9000), uint8(200))
+	f.Add([]byte("x@y.io 4111-1111-1111-1111\n"), uint16(0), uint16(1), uint8(0))
+	f.Fuzz(func(t *testing.T, unit []byte, a, b uint16, reps uint8) {
+		in := bytes.Repeat(append(unit, bytes.Repeat([]byte{'.'}, 300)...), int(reps)+1)
+		stream, _ := New(Config{Detectors: []string{"credit_card", "email"}})
+		whole, _ := New(Config{Detectors: []string{"credit_card", "email"}})
+		var out bytes.Buffer
+		w := NewStream(stream, 0, func(p []byte) error { out.Write(p); return nil })
+		cuts := []int{int(a) % (len(in) + 1), int(b) % (len(in) + 1)}
+		if cuts[0] > cuts[1] {
+			cuts[0], cuts[1] = cuts[1], cuts[0]
+		}
+		_, _ = w.Write(in[:cuts[0]])
+		_, _ = w.Write(in[cuts[0]:cuts[1]])
+		_, _ = w.Write(in[cuts[1]:])
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), whole.Text(in)) {
+			return // a different (still masked) cut: counts may differ too
+		}
+		if gs, gw := fmt.Sprint(stream.Counts()), fmt.Sprint(whole.Counts()); gs != gw {
+			t.Fatalf("stream counted %s, whole text %s", gs, gw)
+		}
+	})
+}
