@@ -24,31 +24,56 @@ import (
 	"github.com/jitgate/jitgate/broker/metrics"
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/test/soak/harness"
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "jitgate-faults-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bin, err = harness.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(stack.Main(m, "faults", &bin)) }
 
 // start runs a stack whose sweeper and spool flush run often, so recovery is
 // observed in seconds rather than minutes.
 func start(t *testing.T) *harness.Stack {
 	t.Helper()
+	return startArgs(t)
+}
+
+// startArgs is start with more `broker serve` flags.
+func startArgs(t *testing.T, args ...string) *harness.Stack {
+	t.Helper()
 	return harness.Start(t, harness.Options{Bin: bin, Metrics: true,
-		Args: []string{"--sweep-every", "200ms", "--spool-flush-every", "200ms", "--spool-flush-age", "1s"}})
+		Args: append([]string{"--sweep-every", "200ms", "--spool-flush-every", "200ms", "--spool-flush-age", "1s"}, args...)})
+}
+
+// connect opens a read session on target as agent and connects to its
+// proxy; a first statement, sql (if not empty), must succeed. The
+// connection is closed when the test ends, if the test has not closed it.
+func connect(t *testing.T, s *harness.Stack, agent, target string, ttl time.Duration, sql string) (*harness.Session, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	sess, err := s.OpenSession(agent, target, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, sess.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	if sql != "" {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sess, conn
+}
+
+// noRolesLeft fails the test if a per-grant role is still in the cluster.
+func noRolesLeft(t *testing.T, s *harness.Stack) {
+	t.Helper()
+	if roles := s.Roles(); len(roles) != 0 {
+		t.Errorf("roles left behind: %v", roles)
+	}
 }
 
 func terminal(g map[string]any) bool {
@@ -89,22 +114,14 @@ func TestPostgresRestartMidSession(t *testing.T) {
 	s := start(t)
 	ctx := context.Background()
 	agent := s.Token("agent-pg", "ai-agents")
-	sess, err := s.OpenSession(agent, "soak-db", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, sess.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	sess, conn := connect(t, s, agent, "soak-db", time.Minute, "")
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 4 {
 		t.Fatalf("before the restart: %d, %v", n, err)
 	}
 
 	s.StopPG()
-	_, err = conn.Exec(ctx, "SELECT 1")
+	_, err := conn.Exec(ctx, "SELECT 1")
 	if err == nil {
 		t.Fatal("a query succeeded with PostgreSQL down")
 	}
@@ -135,9 +152,7 @@ func TestPostgresRestartMidSession(t *testing.T) {
 	if d, ok := auditDetail(s, sess.GrantID, "credential.revoked"); !ok || !strings.Contains(d, "revoked on retry") {
 		t.Errorf("audit lacks the sweeper's credential.revoked: %q %v", d, events(s, sess.GrantID))
 	}
-	if roles := s.Roles(); len(roles) != 0 {
-		t.Errorf("roles left behind: %v", roles)
-	}
+	noRolesLeft(t, s)
 }
 
 // TestCredentialSourceDownAtIssue: the credential source (the admin
@@ -206,17 +221,7 @@ func TestRevocationFailingIsRetried(t *testing.T) {
 	s := start(t)
 	ctx := context.Background()
 	agent := s.Token("agent-rev", "ai-agents")
-	sess, err := s.OpenSession(agent, "relay-db", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, sess.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
+	sess, conn := connect(t, s, agent, "relay-db", time.Minute, "SELECT 1")
 	conn.Close(ctx)
 
 	s.AdminRelay.Down()
@@ -266,9 +271,7 @@ func TestRevocationFailingIsRetried(t *testing.T) {
 	if g := s.WaitGrant(agent, sess.GrantID, 30*time.Second, revoked); !revoked(g) {
 		t.Fatalf("not revoked once the source was back: %v", g)
 	}
-	if roles := s.Roles(); len(roles) != 0 {
-		t.Errorf("roles left behind: %v", roles)
-	}
+	noRolesLeft(t, s)
 }
 
 // TestBrokerKilledMidApproval: the broker is SIGKILLed while a write waits
@@ -305,9 +308,7 @@ func TestBrokerKilledMidApproval(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "chain intact") {
 		t.Errorf("audit verify after the crash: %v: %s", err, out)
 	}
-	if roles := s.Roles(); len(roles) != 0 {
-		t.Errorf("roles left behind: %v", roles)
-	}
+	noRolesLeft(t, s)
 }
 
 // TestProxyKilled: a session's proxy process is SIGKILLed mid-session. The
@@ -320,18 +321,7 @@ func TestProxyKilled(t *testing.T) {
 	s := start(t)
 	ctx := context.Background()
 	agent := s.Token("agent-kill", "ai-agents")
-	sess, err := s.OpenSession(agent, "soak-db", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, sess.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SELECT 42 AS before_the_kill"); err != nil {
-		t.Fatal(err)
-	}
+	sess, conn := connect(t, s, agent, "soak-db", time.Minute, "SELECT 42 AS before_the_kill")
 	spooled := filepath.Join(s.DataDir, "spool", sess.GrantID+".jgr")
 	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool {
 		_, evs, err := record.ReadFile(spooled)
@@ -351,9 +341,7 @@ func TestProxyKilled(t *testing.T) {
 	if g["state"] != "failed" || !revoked(g) || !strings.Contains(fmt.Sprint(g["error"]), "proxy exited without reporting") {
 		t.Fatalf("grant: state %v revoked %v error %v", g["state"], g["credential_revoked"], g["error"])
 	}
-	if roles := s.Roles(); len(roles) != 0 {
-		t.Errorf("roles left behind: %v", roles)
-	}
+	noRolesLeft(t, s)
 	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
 	waitFor(t, 30*time.Second, "the flush loop to store the killed proxy's recording", func() bool {
 		d, ok := auditDetail(s, sess.GrantID, "recording.stored")
@@ -378,22 +366,9 @@ func TestProxyKilled(t *testing.T) {
 // stores the recording the proxy left in the spool.
 func TestProxyKilledWhileBrokerDown(t *testing.T) {
 	t.Parallel()
-	s := harness.Start(t, harness.Options{Bin: bin, Metrics: true,
-		Args: []string{"--sweep-every", "200ms", "--spool-flush-every", "200ms", "--spool-flush-age", "1s", "--run-timeout", "1s"}})
-	ctx := context.Background()
+	s := startArgs(t, "--run-timeout", "1s")
 	agent := s.Token("agent-orphan", "ai-agents")
-	sess, err := s.OpenSession(agent, "soak-db", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, sess.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SELECT 'orphan' AS before_the_crash"); err != nil {
-		t.Fatal(err)
-	}
+	sess, _ := connect(t, s, agent, "soak-db", 10*time.Second, "SELECT 'orphan' AS before_the_crash")
 	spooled := filepath.Join(s.DataDir, "spool", sess.GrantID+".jgr")
 	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool {
 		_, evs, err := record.ReadFile(spooled)
@@ -425,9 +400,7 @@ func TestProxyKilledWhileBrokerDown(t *testing.T) {
 	if !slices.Contains(events(s, sess.GrantID), "credential.revoked") {
 		t.Errorf("audit lacks credential.revoked: %v", events(s, sess.GrantID))
 	}
-	if roles := s.Roles(); len(roles) != 0 {
-		t.Errorf("roles left behind: %v", roles)
-	}
+	noRolesLeft(t, s)
 	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
 	waitFor(t, 30*time.Second, "the flush loop to store the orphaned recording", func() bool {
 		d, ok := auditDetail(s, sess.GrantID, "recording.stored")
@@ -445,22 +418,10 @@ func TestProxyKilledWhileBrokerDown(t *testing.T) {
 // past the grant's deadline.
 func TestBrokerKilledMidSession(t *testing.T) {
 	t.Parallel()
-	s := harness.Start(t, harness.Options{Bin: bin, Metrics: true,
-		Args: []string{"--sweep-every", "200ms", "--spool-flush-every", "200ms", "--spool-flush-age", "1s", "--run-timeout", "1s"}})
+	s := startArgs(t, "--run-timeout", "1s")
 	ctx := context.Background()
 	agent := s.Token("agent-crash", "ai-agents")
-	sess, err := s.OpenSession(agent, "soak-db", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, sess.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SELECT 'alive' AS before_the_broker_died"); err != nil {
-		t.Fatal(err)
-	}
+	sess, conn := connect(t, s, agent, "soak-db", 10*time.Second, "SELECT 'alive' AS before_the_broker_died")
 	pids := s.ProxyPIDs()
 	if len(pids) != 1 {
 		t.Fatalf("want one proxy process, have %v", pids)
@@ -485,9 +446,7 @@ func TestBrokerKilledMidSession(t *testing.T) {
 	if g["state"] != "expired" || !revoked(g) {
 		t.Fatalf("after restart: state %v revoked %v, want expired and revoked", g["state"], g["credential_revoked"])
 	}
-	if roles := s.Roles(); len(roles) != 0 {
-		t.Errorf("roles left behind: %v", roles)
-	}
+	noRolesLeft(t, s)
 }
 
 // TestSpoolUnwritable: the recording spool cannot be written (a file stands
@@ -501,17 +460,7 @@ func TestSpoolUnwritable(t *testing.T) {
 	s := start(t)
 	ctx := context.Background()
 	agent := s.Token("agent-spool", "ai-agents")
-	running, err := s.OpenSession(agent, "soak-db", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, running.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, "SELECT 'before' AS spool_breaks"); err != nil {
-		t.Fatal(err)
-	}
+	running, conn := connect(t, s, agent, "soak-db", time.Minute, "SELECT 'before' AS spool_breaks")
 
 	spool := filepath.Join(s.DataDir, "spool")
 	if err := os.Rename(spool, spool+".away"); err != nil {
@@ -548,9 +497,7 @@ func TestSpoolUnwritable(t *testing.T) {
 	if g["state"] != "ended" || !revoked(g) {
 		t.Fatalf("running session: state %v revoked %v error %v, want ended and revoked", g["state"], g["credential_revoked"], g["error"])
 	}
-	if roles := s.Roles(); len(roles) != 0 {
-		t.Errorf("roles left behind: %v", roles)
-	}
+	noRolesLeft(t, s)
 
 	if err := os.Remove(spool); err != nil {
 		t.Fatal(err)
