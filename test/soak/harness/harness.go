@@ -6,7 +6,7 @@
 // credential → proxy → PostgreSQL, then reads what the stack exposes (its
 // Prometheus metrics, its audit log, its logs, /proc) to check what happened.
 //
-//	bin, _ := harness.Build(dir)              // once, in TestMain
+//	os.Exit(stack.Main(m, "soak", &bin))       // once, in TestMain
 //	s := harness.Start(t, harness.Options{Bin: bin, Metrics: true})
 //	sess := s.OpenSession(s.Token("agent-1", "ai-agents"), "orders-db", time.Minute)
 //	m := s.ScrapeBroker()
@@ -16,43 +16,27 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
+	"github.com/jitgate/jitgate/test/stack"
 )
-
-// Build compiles cmd/jitgate into dir and returns the binary's path.
-func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "jitgate")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/jitgate/jitgate/cmd/jitgate")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("harness: build jitgate: %w", err)
-	}
-	return bin, nil
-}
 
 // Options shape one stack.
 type Options struct {
-	// Bin is the jitgate binary (Build). Required.
+	// Bin is the jitgate binary (stack.Main or stack.Build). Required.
 	Bin string
 	// Metrics turns on --metrics-listen (and with it the proxies' metrics).
 	Metrics bool
@@ -75,14 +59,13 @@ type Stack struct {
 	// takes that target's credential source down.
 	AdminRelay *Relay
 	// Logs is everything the broker (and the proxies it launched) wrote.
-	Logs *Buffer
+	Logs *stack.Buffer
 
 	opts   Options
 	env    []string
 	args   []string
 	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	broker *stack.Process
 }
 
 // Policy targets: orders-db (the shop policy's: column rules and detectors),
@@ -114,100 +97,66 @@ func Start(t testing.TB, opts Options) *Stack {
 	if err := shopdb.Setup(ctx, pg); err != nil {
 		t.Fatal(err)
 	}
-	iss, err := devissuer.New(devissuer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(iss.Handler())
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	iss.SetURL(ts.URL)
+	iss := stack.StartIssuer(t)
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	writeCert(t, caFile, ts.TLS)
 
 	relay := NewRelay(t, pg.Addr())
-	pol := shopdb.PolicyFor(pg.Addr())
-	pol = strings.Replace(pol, "issuers:\n", fmt.Sprintf("issuers:\n  - name: test\n    issuer: %s\n    audience: jitgate\n    groups_claim: groups\n", ts.URL), 1)
+	pol := iss.TrustIn(shopdb.PolicyFor(pg.Addr()))
 	pol = strings.Replace(pol, "rules:\n", fmt.Sprintf(extraTargets, pg.Addr())+"rules:\n", 1)
 	pol = strings.Replace(pol, "targets: [orders-db]", "targets: [orders-db, soak-db, relay-db]", 1)
 	policyPath := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	listen := FreeAddr(t)
-	s := &Stack{T: t, PG: pg, Issuer: iss, Broker: "http://" + listen, DataDir: filepath.Join(dir, "data"),
-		AdminRelay: relay, Logs: &Buffer{}, opts: opts}
+	listen := stack.FreeAddr(t)
+	s := &Stack{T: t, PG: pg, Issuer: iss.Issuer, Broker: "http://" + listen, DataDir: filepath.Join(dir, "data"),
+		AdminRelay: relay, Logs: &stack.Buffer{}, opts: opts}
 	relayDSN := strings.Replace(pg.AdminDSN("postgres"), pg.Addr(), relay.Addr(), 1)
 	s.env = append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "RELAY_ADMIN_DSN="+relayDSN,
-		"SSL_CERT_FILE="+caFile, "JITGATE_BROKER="+s.Broker)
+		"SSL_CERT_FILE="+iss.CAFile, "JITGATE_BROKER="+s.Broker)
 	s.args = []string{"broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", s.DataDir, "--log-level", opts.LogLevel}
 	if opts.Metrics {
-		s.MetricsAddr = FreeAddr(t)
+		s.MetricsAddr = stack.FreeAddr(t)
 		s.args = append(s.args, "--metrics-listen", s.MetricsAddr)
 	}
 	s.args = append(s.args, opts.Args...)
+	t.Cleanup(s.logOnFailure)
 	s.StartBroker()
-	t.Cleanup(s.stop)
 	return s
 }
 
 // StartBroker starts `jitgate broker serve` on the stack's data directory
-// (again, after Kill) and waits until it is healthy.
+// (again, after Kill) and waits until it is healthy. Each start is stopped
+// when the test ends.
 func (s *Stack) StartBroker() {
 	s.T.Helper()
-	cmd := exec.Command(s.opts.Bin, s.args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = s.env, s.Logs, s.Logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		s.T.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	p := stack.StartProcess(s.T, stack.ProcessConfig{Bin: s.opts.Bin, Args: s.args, Env: s.env,
+		Logs: s.Logs, StopGrace: 20 * time.Second, Quiet: true})
 	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
+	s.broker = p
 	s.mu.Unlock()
-	waitHealthy(s.T, s.Broker+"/healthz", exited)
+	stack.WaitHealthy(s.T, s.Broker+"/healthz", p.Exited())
+}
+
+func (s *Stack) process() *stack.Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broker
 }
 
 // PID is the broker's process id.
-func (s *Stack) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd.Process.Pid
-}
+func (s *Stack) PID() int { return s.process().PID() }
 
 // Kill sends the broker SIGKILL and waits for it to be gone. Its proxies get
 // SIGTERM from the kernel (PR_SET_PDEATHSIG) and end on their own.
-func (s *Stack) Kill() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
-}
+func (s *Stack) Kill() { s.process().Kill() }
 
 // Stop sends the broker SIGTERM and waits (SIGKILL to its group after 20s).
-func (s *Stack) Stop() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	}
-}
+func (s *Stack) Stop() { s.process().Stop() }
 
-func (s *Stack) stop() {
-	s.Stop()
+// logOnFailure runs after every broker start's own cleanup (cleanups run
+// last-in first-out), so the log is complete.
+func (s *Stack) logOnFailure() {
 	if s.T.Failed() {
 		s.T.Logf("jitgate broker log:\n%s", tail(s.Logs.String(), 200))
 	}
@@ -226,29 +175,7 @@ func (s *Stack) Token(sub string, groups ...string) string {
 // API calls the broker's HTTP API with tok and decodes the JSON answer. It is
 // safe to call from several goroutines; errors are returned, not fatal.
 func (s *Stack) API(tok, method, path string, body any) (int, map[string]any, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.Broker+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("%s %s: %d, body not JSON: %s", method, path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, out, nil
+	return stack.API(s.Broker, tok, method, path, body)
 }
 
 // Session is an open session grant.
@@ -434,68 +361,6 @@ func RSS(pid int) (rss, anon int64, err error) {
 func OpenFDs(pid int) (int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return len(ents), err
-}
-
-func writeCert(t testing.TB, path string, cfg *tls.Config) {
-	t.Helper()
-	var buf bytes.Buffer
-	for _, c := range cfg.Certificates {
-		for _, der := range c.Certificate {
-			_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-		}
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// FreeAddr returns a loopback address with a port free right now.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitHealthy(t testing.TB, url string, exited <-chan struct{}) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			t.Fatalf("jitgate exited before %s answered", url)
-		default:
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not become healthy", url)
-}
-
-// Buffer is a goroutine-safe bytes.Buffer for process output.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func tail(s string, lines int) string {
