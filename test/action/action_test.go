@@ -19,11 +19,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,6 +40,7 @@ import (
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
+	teststack "github.com/jitgate/jitgate/test/stack"
 )
 
 var (
@@ -53,21 +51,7 @@ var (
 func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-	dir, err := os.MkdirTemp("", "jitgate-action-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	jitgateBin = filepath.Join(dir, "jitgate")
-	build := exec.Command("go", "build", "-o", jitgateBin, "github.com/jitgate/jitgate/cmd/jitgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "action: build jitgate:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(teststack.Main(m, "action", &jitgateBin))
 }
 
 // actionFile is the part of action.yml the runner reads.
@@ -302,7 +286,7 @@ type stack struct {
 	issuer  *devissuer.Issuer
 	tokens  *tokenService
 	tokURL  string
-	logs    *syncBuffer
+	logs    *teststack.Buffer
 	dataDir string
 }
 
@@ -399,68 +383,27 @@ func startStack(t *testing.T) *stack {
 	if err := shopdb.Setup(context.Background(), pg); err != nil {
 		t.Fatal(err)
 	}
-	iss, err := devissuer.New(devissuer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	its := httptest.NewUnstartedServer(iss.Handler())
-	its.StartTLS()
-	t.Cleanup(its.Close)
-	iss.SetURL(its.URL)
+	its := teststack.StartIssuer(t)
+	iss := its.Issuer
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	var ca bytes.Buffer
-	_ = pem.Encode(&ca, &pem.Block{Type: "CERTIFICATE", Bytes: its.Certificate().Raw})
-	if err := os.WriteFile(caFile, ca.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	policyPath := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(fmt.Sprintf(policyTmpl, its.URL, pg.Addr())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, issuer: iss, logs: &syncBuffer{}, dataDir: filepath.Join(dir, "data")}
+	s := &stack{t: t, issuer: iss, dataDir: filepath.Join(dir, "data")}
 	s.tokens = &tokenService{iss: iss, jobs: map[string]map[string]any{}, calls: map[string]int{}, audWas: map[string][]string{}}
 	tts := httptest.NewServer(s.tokens)
 	t.Cleanup(tts.Close)
 	// GitHub's URL already carries a query; the CLI appends &audience=.
 	s.tokURL = tts.URL + "/_apis/distributedtask/oidctoken?api-version=2.0"
 
-	listen := freeAddr(t)
+	listen := teststack.FreeAddr(t)
 	s.broker = "http://" + listen
-	cmd := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", s.dataDir, "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "SSL_CERT_FILE="+caFile)
-	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("broker log:\n%s", s.logs.String())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if resp, err := http.Get(s.broker + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broker did not become healthy:\n%s", s.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	b := teststack.StartProcess(t, teststack.ProcessConfig{Bin: jitgateBin,
+		Args: []string{"broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", s.dataDir, "--log-level", "warn"},
+		Env:  append(append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres")), its.Env()...)})
+	s.logs = b.Logs
+	teststack.WaitHealthy(t, s.broker+"/healthz", b.Exited())
 	return s
 }
 
@@ -489,25 +432,14 @@ func (s *stack) newRunner(t *testing.T, runnerToken string, inputs map[string]st
 
 func (s *stack) api(tok, method, path string, body any, out any) int {
 	s.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, s.broker+path, rd)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
+	code, raw, err := teststack.Call(s.broker, tok, method, path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
+		_ = json.Unmarshal(raw, out)
 	}
-	return resp.StatusCode
+	return code
 }
 
 var grantIDRE = regexp.MustCompile(`^g_[A-Za-z0-9_-]+$`)
@@ -739,31 +671,4 @@ func (s *stack) ghToken(t *testing.T, event string, groups ...string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
