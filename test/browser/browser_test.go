@@ -7,17 +7,13 @@
 package browser
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +22,7 @@ import (
 
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
+	teststack "github.com/jitgate/jitgate/test/stack"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
@@ -33,23 +30,7 @@ const chromiumPath = "/usr/bin/chromium"
 
 var jitgateBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "jitgate-browser-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	jitgateBin = filepath.Join(dir, "jitgate")
-	build := exec.Command("go", "build", "-o", jitgateBin, "github.com/jitgate/jitgate/cmd/jitgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "browser: build jitgate:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(teststack.Main(m, "browser", &jitgateBin)) }
 
 const (
 	insertSQL = "INSERT INTO orders (user_id, item, amount) VALUES (1, 'slide rule', 3.50)"
@@ -62,7 +43,7 @@ type stack struct {
 	t    *testing.T
 	base string
 	env  []string
-	logs *syncBuffer
+	logs *teststack.Buffer
 }
 
 func startStack(t *testing.T) *stack {
@@ -71,23 +52,7 @@ func startStack(t *testing.T) *stack {
 	if err := shopdb.Setup(context.Background(), pg); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(shopdb.PolicyFor(pg.Addr())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
-	s := &stack{t: t, base: "http://" + listen, logs: &syncBuffer{}}
-	s.env = append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "JITGATE_BROKER="+s.base)
-	dev := exec.Command(jitgateBin, "dev", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"))
-	dev.Env, dev.Stdout, dev.Stderr = s.env, s.logs, s.logs
-	start(t, dev)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("jitgate dev log:\n%s", s.logs.String())
-		}
-	})
-	waitHealthy(t, s.base+"/healthz")
+	s := startDev(t, shopdb.PolicyFor(pg.Addr()), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"))
 	// The banner is printed around the time the listener is up, not
 	// necessarily before /healthz answers.
 	for end := time.Now().Add(10 * time.Second); !strings.Contains(s.logs.String(), s.base+"/ui/") && time.Now().Before(end); {
@@ -96,6 +61,26 @@ func startStack(t *testing.T) *stack {
 	if !strings.Contains(s.logs.String(), s.base+"/ui/") {
 		t.Errorf("jitgate dev does not print the approval page's URL:\n%s", s.logs.String())
 	}
+	return s
+}
+
+// startDev runs `jitgate dev` with policyText and the test's environment
+// plus env until the test ends (its log is logged if the test failed), and
+// waits until it answers /healthz.
+func startDev(t *testing.T, policyText string, env ...string) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := teststack.FreeAddr(t)
+	s := &stack{t: t, base: "http://" + listen}
+	s.env = append(append(os.Environ(), env...), "JITGATE_BROKER="+s.base)
+	dev := teststack.StartProcess(t, teststack.ProcessConfig{Bin: jitgateBin, Env: s.env,
+		Args: []string{"dev", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data")}})
+	s.logs = dev.Logs
+	teststack.WaitHealthy(t, s.base+"/healthz", dev.Exited())
 	return s
 }
 
@@ -338,7 +323,7 @@ func TestApprovalPageInChromium(t *testing.T) {
 
 	// The agent's write waits for approval.
 	execCmd := s.jitgate(agent, "exec", "--target", "test-db", "--sql", insertSQL, "--reason", "backfill the order lost in PR 42")
-	execOut := &syncBuffer{}
+	execOut := &teststack.Buffer{}
 	execCmd.Stdout, execCmd.Stderr = execOut, execOut
 	execProc := start(t, execCmd)
 	id := s.waitPending(dba)
@@ -425,46 +410,4 @@ func TestApprovalPageInChromium(t *testing.T) {
 	if st := s.grant(dba, g.ID)["state"]; st != "denied" {
 		t.Fatalf("grant is %v after the denial", st)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitHealthy(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not become healthy", url)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,12 +1,8 @@
 package browser
 
 import (
-	"bytes"
-	"crypto/tls"
-	"encoding/pem"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jitgate/jitgate/broker/identity/devissuer"
+	teststack "github.com/jitgate/jitgate/test/stack"
 )
 
 // `jitgate broker serve --ui-client-id` mounts the page at /ui/ and sends
@@ -22,17 +18,8 @@ import (
 // refuses to start.
 func TestBrokerServeMountsUI(t *testing.T) {
 	t.Parallel()
-	iss, err := devissuer.New(devissuer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(iss.Handler())
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	iss.SetURL(ts.URL)
+	iss := teststack.StartIssuer(t)
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	writeCert(t, caFile, ts.TLS)
 	// The target is never contacted: nobody requests a grant here.
 	pol := fmt.Sprintf(`version: 1
 issuers:
@@ -50,27 +37,27 @@ rules:
     when: '"ai-agents" in identity.groups'
     targets: [test-db]
     access: read
-`, ts.URL)
+`, iss.URL)
 	policyPath := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "SSL_CERT_FILE="+caFile)
+	env := append(os.Environ(), iss.Env()...)
 
 	// No issuer with that audience: refused at start.
-	bad := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", freeAddr(t), "--data-dir", filepath.Join(dir, "bad"), "--ui-client-id", "approvals")
+	bad := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", teststack.FreeAddr(t), "--data-dir", filepath.Join(dir, "bad"), "--ui-client-id", "approvals")
 	bad.Env = env
 	out, err := bad.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.Contains(string(out), `no issuer in the policy has audience "approvals"`) {
 		t.Fatalf("--ui-client-id without an issuer: %v\n%s", err, out)
 	}
 
-	listen := freeAddr(t)
-	logs := &syncBuffer{}
+	listen := teststack.FreeAddr(t)
+	logs := &teststack.Buffer{}
 	srv := exec.Command(jitgateBin, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--ui-client-id", "jitgate")
 	srv.Env, srv.Stdout, srv.Stderr = env, logs, logs
 	start(t, srv)
-	waitHealthy(t, "http://"+listen+"/healthz")
+	teststack.WaitHealthy(t, "http://"+listen+"/healthz", nil)
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	get := func(u string) *http.Response {
 		t.Helper()
@@ -91,25 +78,12 @@ rules:
 		t.Fatalf("GET /ui/login: %d %v\n%s", resp.StatusCode, err, logs.String())
 	}
 	q := loc.Query()
-	if loc.Scheme+"://"+loc.Host+loc.Path != ts.URL+"/authorize" || q.Get("client_id") != "jitgate" ||
+	if loc.Scheme+"://"+loc.Host+loc.Path != iss.URL+"/authorize" || q.Get("client_id") != "jitgate" ||
 		q.Get("redirect_uri") != "http://"+listen+"/ui/callback" || q.Get("code_challenge_method") != "S256" || q.Get("nonce") == "" {
 		t.Fatalf("sign-in goes to %s", loc)
 	}
 	// The API still answers beside the page.
 	if resp := get("http://" + listen + "/v1/grants"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("API beside the page: %d", resp.StatusCode)
-	}
-}
-
-func writeCert(t *testing.T, path string, cfg *tls.Config) {
-	t.Helper()
-	var buf bytes.Buffer
-	for _, c := range cfg.Certificates {
-		for _, der := range c.Certificate {
-			_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-		}
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

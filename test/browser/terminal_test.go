@@ -2,9 +2,6 @@ package browser
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,10 +9,8 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"golang.org/x/crypto/ssh"
 
-	"github.com/jitgate/jitgate/broker/credentials/sshca"
-	"github.com/jitgate/jitgate/test/sshtest"
+	teststack "github.com/jitgate/jitgate/test/stack"
 )
 
 // TestTerminalReplayInChromium: an admin's interactive ssh shell (real sshd,
@@ -25,27 +20,7 @@ import (
 // renders, its clock advances, the masked card line appears and the card
 // number never does. The browser reports no CSP violation.
 func TestTerminalReplayInChromium(t *testing.T) {
-	caPEM, err := sshca.GenerateCAPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := sshca.LoadCA(caPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{ssh.MarshalAuthorizedKey(ca.PublicKey())}})
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ssh_ca")
-	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	card := filepath.Join(srv.Home, "card.txt")
-	if err := os.WriteFile(card, []byte("card 4111 1111 1111 1111 on file\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		_ = exec.Command("chown", srv.User, card).Run()
-	}
+	srv, caFile := teststack.SSHTarget(t, t.TempDir(), map[string]string{"card.txt": "card 4111 1111 1111 1111 on file\n"})
 	policy := fmt.Sprintf(`version: 1
 targets:
   - name: box
@@ -62,22 +37,7 @@ rules:
     targets: [box]
     access: admin
 `, srv.Addr, srv.User, srv.KnownHosts, caFile)
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(policy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
-	s := &stack{t: t, base: "http://" + listen, logs: &syncBuffer{}}
-	s.env = append(os.Environ(), "JITGATE_BROKER="+s.base)
-	dev := exec.Command(jitgateBin, "dev", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"))
-	dev.Env, dev.Stdout, dev.Stderr = s.env, s.logs, s.logs
-	start(t, dev)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("jitgate dev log:\n%s", s.logs.String())
-		}
-	})
-	waitHealthy(t, s.base+"/healthz")
+	s := startDev(t, policy)
 
 	tok := s.token("alice", "admins")
 	sshCmd := `ssh -tt -F /dev/null -o UserKnownHostsFile="$JITGATE_KNOWN_HOSTS" -o StrictHostKeyChecking=yes ` +
