@@ -2,6 +2,7 @@ package stack
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"net/http/httptest"
@@ -36,17 +37,24 @@ func StartIssuer(t testing.TB) *Issuer {
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	iss.SetURL(ts.URL)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	WriteCert(t, caFile, ts.TLS)
+	return &Issuer{Issuer: iss, URL: ts.URL, CAFile: caFile}
+}
+
+// WriteCert writes the certificates of a TLS server's config (an
+// httptest.Server's TLS) to path as PEM, for SSL_CERT_FILE.
+func WriteCert(t testing.TB, path string, cfg *tls.Config) {
+	t.Helper()
 	var buf bytes.Buffer
-	for _, c := range ts.TLS.Certificates {
+	for _, c := range cfg.Certificates {
 		for _, der := range c.Certificate {
 			_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 		}
 	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, buf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &Issuer{Issuer: iss, URL: ts.URL, CAFile: caFile}
 }
 
 // Env is what a jitgate process needs to trust the issuer.

@@ -3,6 +3,7 @@ package stack
 import (
 	"bytes"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -98,11 +99,15 @@ func (p *Process) Kill() {
 	<-p.exited
 }
 
-// Run runs a short command (a jitgate CLI call) to its end and returns its
-// stdout, stderr and exit code; err is set only when it could not run.
-func Run(bin string, env []string, args ...string) (stdout, stderr string, code int, err error) {
+// Run runs a short command (a jitgate CLI call) to its end with stdin as
+// its input and returns its stdout, stderr and exit code; err is set only
+// when it could not run.
+func Run(bin string, env []string, stdin string, args ...string) (stdout, stderr string, code int, err error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()

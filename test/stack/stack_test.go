@@ -13,11 +13,11 @@ import (
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	out, errOut, code, err := stack.Run("/bin/sh", nil, "-c", "echo out; echo err >&2; exit 3")
-	if err != nil || code != 3 || out != "out\n" || errOut != "err\n" {
-		t.Fatalf("Run = %q %q %d %v, want out, err, 3, nil", out, errOut, code, err)
+	out, errOut, code, err := stack.Run("/bin/sh", nil, "in\n", "-c", "cat; echo err >&2; exit 3")
+	if err != nil || code != 3 || out != "in\n" || errOut != "err\n" {
+		t.Fatalf("Run = %q %q %d %v, want in, err, 3, nil", out, errOut, code, err)
 	}
-	if _, _, _, err := stack.Run("/nonexistent/jitgate", nil); err == nil {
+	if _, _, _, err := stack.Run("/nonexistent/jitgate", nil, ""); err == nil {
 		t.Fatal("Run of a missing program: no error")
 	}
 }
