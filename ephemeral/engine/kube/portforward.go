@@ -72,11 +72,15 @@ func (e *Engine) servePortForward(ctx context.Context, w http.ResponseWriter, r 
 		writeStatus(w, http.StatusBadGateway, "InternalError", "jitgate: upstream negotiated protocol "+strconv.Quote(proto))
 		return
 	}
+	grant := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { upConn.Close() })
 	defer stop()
-	f := &forwarder{e: e, ctx: ctx, conn: conn, rt: rt, up: upConn}
+	f := &forwarder{e: e, ctx: ctx, grant: grant, conn: conn, rt: rt, up: upConn}
+	// Streams still open when the agent's connection ends are closed and
+	// recorded before this returns (and so before the recording closes).
+	defer f.wait(cancel)
 	protos := []string{portforward.PortForwardProtocolV1Name}
 	var opts *crpf.V4Options
 	if len(rt.Ports) > 0 {
@@ -141,16 +145,38 @@ func (t *tunnelWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // call is one agent stream, relayed to an upstream stream pair.
 type forwarder struct {
 	e      *Engine
-	ctx    context.Context
+	ctx    context.Context // ends with the connection
+	grant  context.Context // ends with the grant
 	conn   int
 	rt     Route
 	up     httpstream.Connection
 	nextID atomic.Int64
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// wait refuses new streams, ends the open ones and waits for them.
+func (f *forwarder) wait(cancel context.CancelFunc) {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	cancel()
+	f.wg.Wait()
 }
 
 // PortForward checks the stream's port, opens the upstream pair and copies
 // both ways until the pod's side ends (or the connection does).
 func (f *forwarder) PortForward(_ context.Context, pod, _ string, port int32, agent io.ReadWriteCloser) error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return errors.New("jitgate: the port-forward connection is closing")
+	}
+	f.wg.Add(1)
+	f.mu.Unlock()
+	defer f.wg.Done()
 	e := f.e
 	p := int(port)
 	stmt := fmt.Sprintf("port-forward %s/%s:%d", f.rt.Namespace, pod, p)
@@ -167,6 +193,7 @@ func (f *forwarder) PortForward(_ context.Context, pod, _ string, port int32, ag
 		return errors.New("jitgate: the stream cannot be recorded")
 	}
 	if !allowed {
+		f.settle(agent)
 		return errors.New("jitgate: " + reason)
 	}
 	sid := int(e.streams.Add(1))
@@ -252,13 +279,14 @@ func (f *forwarder) PortForward(_ context.Context, pod, _ string, port int32, ag
 				why = "pod side: " + err.Error()
 			}
 		case <-f.ctx.Done():
-			why = "the grant ended"
 		}
 	case <-f.ctx.Done():
-		why = "the grant ended"
 	}
-	if f.ctx.Err() != nil {
-		why = "the grant ended" // whichever side noticed first
+	switch { // whichever side noticed first
+	case f.grant.Err() != nil:
+		why = "the grant ended"
+	case f.ctx.Err() != nil:
+		why = "the agent's port-forward connection closed"
 	}
 	_ = data.Reset()
 	_ = agent.Close()
@@ -272,6 +300,26 @@ func (f *forwarder) PortForward(_ context.Context, pod, _ string, port int32, ag
 	case <-f.ctx.Done():
 	}
 	return finish(why)
+}
+
+// settle waits, at most a few seconds, for the agent's first bytes on a
+// refused stream (discarded, never forwarded): once they arrive the agent's
+// data stream is set up, so the reason written on the error stream reaches it
+// instead of a bare "Stream reset" that beats the stream's reply.
+func (f *forwarder) settle(agent io.Reader) {
+	got := make(chan struct{})
+	go func() {
+		var b [1]byte
+		_, _ = agent.Read(b[:])
+		close(got)
+	}()
+	t := time.NewTimer(3 * time.Second)
+	defer t.Stop()
+	select {
+	case <-got:
+	case <-t.C:
+	case <-f.ctx.Done():
+	}
 }
 
 // recWriter writes to w, counts the bytes and records the first limit of
