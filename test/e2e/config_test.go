@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 // TestConfigExec: an agent reads configuration keys through the broker and
@@ -22,9 +23,8 @@ func TestConfigExec(t *testing.T) {
 		awsKey = "AKIAIOSFODNN7EXAMPLE"
 		rootPw = "root-pass-never-shown"
 	)
-	iss, ts := startTLSIssuer(t)
+	iss := stack.StartIssuer(t)
 	dir := t.TempDir()
-	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
 	store := map[string]map[string]string{
 		"flags": {"beta": "true", "color": awsKey, "db_url": "postgres://app:" + dbPass + "@db.internal:5432/app", "api_token": "tok-123"},
 		"admin": {"root_password": rootPw},
@@ -49,32 +49,11 @@ rules:
     when: '"ai-agents" in identity.groups'
     targets: [app-config]
     access: read
-`, ts.URL, storePath)
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
+`, iss.URL, storePath)
 	data := filepath.Join(dir, "data")
-	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen)
-	startJitgate(t, envv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", data, "--log-level", "warn")
-	waitHealthy(t, "http://"+listen+"/healthz")
-	tok, err := iss.Token("agent-1", []string{"ai-agents"}, "jitgate", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (string, string, int) {
-		c := exec.Command(jitgateBin, args...)
-		c.Env = append(envv, "JITGATE_TOKEN="+tok)
-		var out, errb strings.Builder
-		c.Stdout, c.Stderr = &out, &errb
-		err := c.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return out.String(), errb.String(), code
-	}
+	envv := serve(t, writePolicy(t, dir, policyText), data, iss.Env(), "broker", "serve", "--log-level", "warn").env
+	tok := iss.Token(t, "agent-1", "ai-agents")
+	run := func(args ...string) (string, string, int) { return cli(t, envv, tok, "", args...) }
 	secrets := []string{dbPass, awsKey, rootPw, "tok-123"}
 
 	out, errOut, code := run("exec", "--target", "app-config", "--key", "flags/db_url")

@@ -20,14 +20,9 @@ func TestDevStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(shopdb.PolicyFor(pg.Addr())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
-	envv := append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "JITGATE_BROKER=http://"+listen)
-	logs := startJitgate(t, envv, "dev", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"))
-	waitHealthy(t, "http://"+listen+"/healthz")
+	policyPath := writePolicy(t, dir, shopdb.PolicyFor(pg.Addr()))
+	dev := serve(t, policyPath, filepath.Join(dir, "data"), []string{"SHOP_ADMIN_DSN=" + pg.AdminDSN("postgres")}, "dev")
+	envv, logs := dev.env, dev.logs
 	if !strings.Contains(logs.String(), "DEV ONLY") {
 		t.Errorf("jitgate dev does not mark its issuer DEV ONLY:\n%s", logs.String())
 	}

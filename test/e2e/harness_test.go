@@ -7,49 +7,24 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 var jitgateBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "jitgate-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	jitgateBin = filepath.Join(dir, "jitgate")
-	build := exec.Command("go", "build", "-o", jitgateBin, "github.com/jitgate/jitgate/cmd/jitgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build jitgate:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(stack.Main(m, "e2e", &jitgateBin)) }
 
 // env is one running stack: PostgreSQL with the shop databases, a test issuer,
 // and `jitgate broker serve` with the shop policy.
@@ -60,7 +35,7 @@ type env struct {
 	broker  string
 	dataDir string
 	cmdEnv  []string
-	logs    *syncBuffer
+	logs    *stack.Buffer
 }
 
 func newEnv(t *testing.T) *env {
@@ -71,19 +46,9 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	// The test issuer, over HTTPS like a real IdP.
-	iss, err := devissuer.New(devissuer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(iss.Handler())
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
-	iss.SetURL(ts.URL)
+	iss := stack.StartIssuer(t)
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
-	writeCert(t, caFile, ts.TLS)
-
-	pol := strings.Replace(shopdb.PolicyFor(pg.Addr()), "issuers:\n", fmt.Sprintf("issuers:\n  - name: test\n    issuer: %s\n    audience: jitgate\n    groups_claim: groups\n", ts.URL), 1)
+	pol := iss.TrustIn(shopdb.PolicyFor(pg.Addr()))
 	// down-db points at a closed port with working admin credentials: the
 	// credential is minted, the proxy cannot reach the target.
 	pol = strings.Replace(pol, "rules:\n", fmt.Sprintf(`  - name: down-db
@@ -97,45 +62,67 @@ rules:
     targets: [down-db]
     access: read
 `, freeAddr(t)), 1)
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(pol), 0o600); err != nil {
+	b := serve(t, writePolicy(t, dir, pol), filepath.Join(dir, "data"),
+		append(iss.Env(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres")), "broker", "serve", "--log-level", "warn")
+	return &env{t: t, pg: pg, issuer: iss.Issuer, broker: b.url, dataDir: b.dataDir, cmdEnv: b.env, logs: b.logs}
+}
+
+// served is one long-lived jitgate server (`broker serve`, `dev`).
+type served struct {
+	// url is its base URL, http://127.0.0.1:port.
+	url     string
+	dataDir string
+	// env is the test's environment with the extra variables given to
+	// serve and JITGATE_BROKER: what CLI calls against it run with.
+	env  []string
+	logs *stack.Buffer
+}
+
+// serve runs `jitgate <cmd...> --policy policyPath --listen <free loopback
+// port> --data-dir dataDir` until the test ends, with the test's environment
+// plus extra, and waits until it answers /healthz.
+func serve(t *testing.T, policyPath, dataDir string, extra []string, cmd ...string) served {
+	t.Helper()
+	listen := freeAddr(t)
+	s := served{url: "http://" + listen, dataDir: dataDir}
+	s.env = append(append(os.Environ(), extra...), "JITGATE_BROKER="+s.url)
+	p := stack.StartProcess(t, stack.ProcessConfig{Bin: jitgateBin, Env: s.env,
+		Args: append(cmd, "--policy", policyPath, "--listen", listen, "--data-dir", dataDir)})
+	stack.WaitHealthy(t, s.url+"/healthz", p.Exited())
+	s.logs = p.Logs
+	return s
+}
+
+// writePolicy writes text to dir/policy.yaml and returns its path.
+func writePolicy(t *testing.T, dir, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
-	e := &env{t: t, pg: pg, issuer: iss, broker: "http://" + listen, dataDir: filepath.Join(dir, "data")}
-	e.cmdEnv = append(os.Environ(), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"), "SSL_CERT_FILE="+caFile, "JITGATE_BROKER="+e.broker)
-	e.logs = startJitgate(t, e.cmdEnv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", e.dataDir, "--log-level", "warn")
-	waitHealthy(t, e.broker+"/healthz")
-	return e
+	return path
 }
 
 // startJitgate runs a long-lived jitgate command (broker serve, dev) in its
 // own process group until the test ends: SIGTERM, then SIGKILL after 15 s.
 // Its output is returned, and logged when the test failed.
-func startJitgate(t *testing.T, env []string, args ...string) *syncBuffer {
+func startJitgate(t *testing.T, env []string, args ...string) *stack.Buffer {
 	t.Helper()
-	logs := &syncBuffer{}
-	cmd := exec.Command(jitgateBin, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	return stack.StartProcess(t, stack.ProcessConfig{Bin: jitgateBin, Env: env, Args: args}).Logs
+}
+
+// cli runs the jitgate CLI with env plus JITGATE_TOKEN=tok (none if tok is
+// empty) and stdin, and returns stdout, stderr and the exit code.
+func cli(t *testing.T, env []string, tok, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	if tok != "" {
+		env = append(append([]string{}, env...), "JITGATE_TOKEN="+tok)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("jitgate %s log:\n%s", args[0], logs.String())
-		}
-	})
-	return logs
+	out, errOut, code, err := stack.Run(jitgateBin, env, stdin, args...)
+	if err != nil {
+		t.Fatalf("run jitgate %v: %v", args, err)
+	}
+	return out, errOut, code
 }
 
 // token signs a token for sub in groups with the trusted test issuer.
@@ -151,43 +138,17 @@ func (e *env) token(sub string, groups ...string) string {
 // run runs the jitgate CLI with tok and returns stdout, stderr and the exit code.
 func (e *env) run(tok string, args ...string) (string, string, int) {
 	e.t.Helper()
-	cmd := exec.Command(jitgateBin, args...)
-	cmd.Env = append(append([]string{}, e.cmdEnv...), "JITGATE_TOKEN="+tok)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("run jitgate %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return cli(e.t, e.cmdEnv, tok, "", args...)
 }
 
 // api calls the broker's HTTP API with tok and decodes the JSON answer.
 func (e *env) api(tok, method, path string, body any) (int, map[string]any) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, e.broker+path, rd)
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	code, out, err := stack.API(e.broker, tok, method, path, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out map[string]any
-	raw, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(raw, &out); err != nil {
-		e.t.Fatalf("%s %s: %d, body not JSON: %s", method, path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, out
+	return code, out
 }
 
 // perGrantRoles lists the per-grant roles that exist in the cluster.
@@ -200,57 +161,10 @@ func (e *env) perGrantRoles() []string {
 	return strings.Fields(string(out))
 }
 
-func writeCert(t *testing.T, path string, cfg *tls.Config) {
-	t.Helper()
-	var buf bytes.Buffer
-	for _, c := range cfg.Certificates {
-		for _, der := range c.Certificate {
-			_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-		}
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
+func writeCert(t *testing.T, path string, cfg *tls.Config) { stack.WriteCert(t, path, cfg) }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return stack.FreeAddr(t) }
 
-func waitHealthy(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not become healthy", url)
-}
+func waitHealthy(t *testing.T, url string) { stack.WaitHealthy(t, url, nil) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = stack.Buffer

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 // TestHTTPExec: an agent calls an internal API through the broker and the
@@ -32,9 +32,8 @@ func TestHTTPExec(t *testing.T) {
 	}))
 	defer api.Close()
 
-	iss, ts := startTLSIssuer(t)
+	iss := stack.StartIssuer(t)
 	dir := t.TempDir()
-	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
 	policyText := fmt.Sprintf(`version: 1
 issuers:
   - {name: test, issuer: %s, audience: jitgate}
@@ -53,19 +52,9 @@ rules:
     when: '"ai-agents" in identity.groups'
     targets: [config-api]
     access: read
-`, ts.URL, strings.TrimPrefix(api.URL, "http://"))
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
-	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen, "CONFIG_API_TOKEN="+apiToken)
-	startJitgate(t, envv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
-	waitHealthy(t, "http://"+listen+"/healthz")
-	tok, err := iss.Token("agent-1", []string{"ai-agents"}, "jitgate", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, iss.URL, strings.TrimPrefix(api.URL, "http://"))
+	envv := serve(t, writePolicy(t, dir, policyText), filepath.Join(dir, "data"), append(iss.Env(), "CONFIG_API_TOKEN="+apiToken), "broker", "serve", "--log-level", "warn").env
+	tok := iss.Token(t, "agent-1", "ai-agents")
 	// The agent's environment must not hold the API token.
 	agentEnv := []string{}
 	for _, kv := range envv {
@@ -73,18 +62,7 @@ rules:
 			agentEnv = append(agentEnv, kv)
 		}
 	}
-	run := func(args ...string) (string, string, int) {
-		c := exec.Command(jitgateBin, args...)
-		c.Env = append(agentEnv, "JITGATE_TOKEN="+tok)
-		var out, errb strings.Builder
-		c.Stdout, c.Stderr = &out, &errb
-		err := c.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return out.String(), errb.String(), code
-	}
+	run := func(args ...string) (string, string, int) { return cli(t, agentEnv, tok, "", args...) }
 	out, errOut, code := run("exec", "--target", "config-api", "--http", "GET /v1/flags")
 	if code != 0 || !strings.Contains(out, `"beta":true`) {
 		t.Fatalf("GET: exit %d\nstdout %s\nstderr %s", code, out, errOut)

@@ -20,14 +20,13 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/record/asciicast"
 	"github.com/jitgate/jitgate/ephemeral/record/sign"
 	"github.com/jitgate/jitgate/ephemeral/record/sign/kmssign"
 	"github.com/jitgate/jitgate/test/awstest"
 	"github.com/jitgate/jitgate/test/shopdb"
-	"github.com/jitgate/jitgate/test/sshtest"
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 // TestSSHShellReplay: an admin opens an interactive shell on a real OpenSSH
@@ -37,28 +36,9 @@ import (
 // plays back exactly what the client's terminal showed (masked), with no
 // clipboard or title escape sequences.
 func TestSSHShellReplay(t *testing.T) {
-	caPEM, err := sshca.GenerateCAPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := sshca.LoadCA(caPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{ssh_authorized(ca)}})
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ssh_ca")
-	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	secretFile := filepath.Join(srv.Home, "card.txt")
-	if err := os.WriteFile(secretFile, []byte("card 4111 1111 1111 1111 on file\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		_ = exec.Command("chown", srv.User, secretFile).Run()
-	}
-	iss, ts := startTLSIssuer(t)
+	srv, caFile := stack.SSHTarget(t, dir, map[string]string{"card.txt": "card 4111 1111 1111 1111 on file\n"})
+	iss := stack.StartIssuer(t)
 	policyText := fmt.Sprintf(`version: 1
 issuers:
   - {name: test, issuer: %s, audience: jitgate}
@@ -76,34 +56,11 @@ rules:
     when: '"admins" in identity.groups'
     targets: [box]
     access: admin
-`, ts.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
+`, iss.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
 	dataDir := filepath.Join(dir, "data")
-	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen)
-	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
-	startJitgate(t, envv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", dataDir, "--log-level", "warn")
-	waitHealthy(t, "http://"+listen+"/healthz")
-	tok, err := iss.Token("alice", []string{"admins"}, "jitgate", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(stdin string, args ...string) (string, string, int) {
-		c := exec.Command(jitgateBin, args...)
-		c.Env = append(envv, "JITGATE_TOKEN="+tok)
-		c.Stdin = strings.NewReader(stdin)
-		var out, errb strings.Builder
-		c.Stdout, c.Stderr = &out, &errb
-		err := c.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return out.String(), errb.String(), code
-	}
+	envv := serve(t, writePolicy(t, dir, policyText), dataDir, iss.Env(), "broker", "serve", "--log-level", "warn").env
+	tok := iss.Token(t, "alice", "admins")
+	run := func(stdin string, args ...string) (string, string, int) { return cli(t, envv, tok, stdin, args...) }
 
 	// -tt: a pty even though stdin is a pipe, so sshd runs an interactive
 	// login shell and the proxy records it as a terminal session.

@@ -3,13 +3,11 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/jitgate/jitgate/broker/credentials/sshca"
-	"github.com/jitgate/jitgate/test/sshtest"
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 // TestSSHExec: an agent runs shell commands on a real OpenSSH server through
@@ -18,31 +16,12 @@ import (
 // its disguises is refused before a certificate is minted; the broker and the
 // proxy judge with the same shell guard.
 func TestSSHExec(t *testing.T) {
-	caPEM, err := sshca.GenerateCAPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := sshca.LoadCA(caPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caLine := ssh_authorized(ca)
-	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{caLine}})
 	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ssh_ca")
-	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	// A file on the host holding a card number and a canary the agent must not delete.
+	srv, caFile := stack.SSHTarget(t, dir, map[string]string{"notes.txt": "customer card 4111 1111 1111 1111\n"})
 	secretFile := filepath.Join(srv.Home, "notes.txt")
-	if err := os.WriteFile(secretFile, []byte("customer card 4111 1111 1111 1111\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		_ = exec.Command("chown", srv.User, secretFile).Run()
-	}
 
-	iss, ts := startTLSIssuer(t)
+	iss := stack.StartIssuer(t)
 	policyText := fmt.Sprintf(`version: 1
 issuers:
   - {name: test, issuer: %s, audience: jitgate}
@@ -59,32 +38,10 @@ rules:
     when: '"ai-agents" in identity.groups'
     targets: [web-1]
     access: read
-`, ts.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
-	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen)
-	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
-	startJitgate(t, envv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
-	waitHealthy(t, "http://"+listen+"/healthz")
-	tok, err := iss.Token("agent-1", []string{"ai-agents"}, "jitgate", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (string, string, int) {
-		c := exec.Command(jitgateBin, args...)
-		c.Env = append(envv, "JITGATE_TOKEN="+tok)
-		var out, errb strings.Builder
-		c.Stdout, c.Stderr = &out, &errb
-		err := c.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return out.String(), errb.String(), code
-	}
+`, iss.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
+	b := serve(t, writePolicy(t, dir, policyText), filepath.Join(dir, "data"), iss.Env(), "broker", "serve", "--log-level", "warn")
+	tok := iss.Token(t, "agent-1", "ai-agents")
+	run := func(args ...string) (string, string, int) { return cli(t, b.env, tok, "", args...) }
 	out, errOut, code := run("exec", "--target", "web-1", "--command", "echo hello from $(whoami); cat notes.txt")
 	if code != 0 || !strings.Contains(out, "hello from "+srv.User) {
 		t.Fatalf("allowed command: exit %d\nstdout %s\nstderr %s", code, out, errOut)
