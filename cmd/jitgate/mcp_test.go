@@ -6,13 +6,11 @@ package main
 // PostgreSQL with the shop database.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,14 +21,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/jitgate/jitgate/broker/credentials/sshca"
 	"github.com/jitgate/jitgate/broker/httpapi"
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/broker/policy"
@@ -38,6 +33,7 @@ import (
 	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
 	"github.com/jitgate/jitgate/test/sshtest"
+	teststack "github.com/jitgate/jitgate/test/stack"
 )
 
 // The jitgate binary, built once for the tests that need a real `jitgate dev`
@@ -63,11 +59,7 @@ func jitgateBinary(t *testing.T) string {
 		if binDir, binErr = os.MkdirTemp("", "jitgate-cmd-test-"); binErr != nil {
 			return
 		}
-		binPath = filepath.Join(binDir, "jitgate")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/jitgate/jitgate/cmd/jitgate").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("build jitgate: %v\n%s", err, out)
-		}
+		binPath, binErr = teststack.Build(binDir)
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -112,40 +104,9 @@ func startDevPolicy(t *testing.T, policyText string, env ...string) *devStack {
 	listen := freeLoopbackAddr(t)
 	d.broker = "http://" + listen
 	d.env = append(append(os.Environ(), env...), "JITGATE_BROKER="+d.broker)
-	cmd := exec.Command(bin, "dev", "--policy", d.policy, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
-	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, d.logs, d.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("jitgate dev log:\n%s", d.logs.String())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(d.broker + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("jitgate dev did not become healthy:\n%s", d.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p := teststack.StartProcess(t, teststack.ProcessConfig{Bin: bin, Env: d.env, Logs: d.logs,
+		Args: []string{"dev", "--policy", d.policy, "--listen", listen, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn"}})
+	teststack.WaitHealthy(t, d.broker+"/healthz", p.Exited())
 	return d
 }
 
@@ -169,25 +130,14 @@ func (d *devStack) token(sub string, groups ...string) string {
 // api calls the broker as tok.
 func (d *devStack) api(tok, method, path string, body any, out any) int {
 	d.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, d.broker+path, rd)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
+	code, raw, err := teststack.Call(d.broker, tok, method, path, body)
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
+		_ = json.Unmarshal(raw, out)
 	}
-	return resp.StatusCode
+	return code
 }
 
 // pendingGrant waits until approver sees exactly one pending grant and returns its id.
@@ -933,32 +883,9 @@ func TestDeviceLoginNeedsDeviceEndpoint(t *testing.T) {
 	}
 }
 
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeLoopbackAddr(t *testing.T) string { return teststack.FreeAddr(t) }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = teststack.Buffer
 
 // TestMCPRunRefusals maps the broker's answers to POST .../run. A block by the
 // proxy's guard at run time cannot be provoked through a real broker (it checks
@@ -1033,27 +960,8 @@ func TestMCPSSH(t *testing.T) {
 	if _, err := sshtest.SSHD(); err != nil {
 		t.Skipf("no sshd: %v (make deps installs openssh-server)", err)
 	}
-	caPEM, err := sshca.GenerateCAPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := sshca.LoadCA(caPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := sshtest.Start(t, sshtest.Config{TrustedUserCAKeys: [][]byte{gossh.MarshalAuthorizedKey(ca.PublicKey())}})
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ssh_ca")
-	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	srv, caFile := teststack.SSHTarget(t, t.TempDir(), map[string]string{"notes.txt": "customer card 4111 1111 1111 1111\nowner: ops\n"})
 	notes := filepath.Join(srv.Home, "notes.txt")
-	if err := os.WriteFile(notes, []byte("customer card 4111 1111 1111 1111\nowner: ops\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		_ = exec.Command("chown", srv.User, notes).Run()
-	}
 	d := startDevPolicy(t, fmt.Sprintf(`version: 1
 targets:
   - name: web-1
