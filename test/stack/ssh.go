@@ -1,9 +1,11 @@
 package stack
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -42,4 +44,24 @@ func SSHTarget(t testing.TB, dir string, plant map[string]string) (srv *sshtest.
 		}
 	}
 	return srv, caFile
+}
+
+// SSHPolicyTarget is a policy's targets-list entry ("  - name: …") for an
+// SSH target on srv: its address, login user and host key, certificates from
+// the embedded CA whose key is in caFile, and card numbers masked. extra are
+// more fields of the entry, one a line ("commands: {interactive: true}").
+// It has no final newline.
+func SSHPolicyTarget(name string, srv *sshtest.Server, caFile string, extra ...string) string {
+	entry := fmt.Sprintf(`  - name: %s
+    kind: ssh
+    address: %s
+    user: %s
+    known_hosts: [%q]
+    credentials: {source: local, ca_key: "file:%s"}
+    masking: {detectors: [credit_card]}
+`, name, srv.Addr, srv.User, srv.KnownHosts, caFile)
+	for _, line := range extra {
+		entry += "    " + line + "\n"
+	}
+	return strings.TrimSuffix(entry, "\n")
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jitgate/jitgate/test/sshtest"
 	"github.com/jitgate/jitgate/test/stack"
 )
 
@@ -99,5 +100,22 @@ func TestIssuer(t *testing.T) {
 	pol := iss.TrustIn("version: 1\nissuers:\n  - name: corp\n")
 	if !strings.Contains(pol, "issuers:\n  - name: test\n    issuer: "+iss.URL+"\n    audience: jitgate\n    groups_claim: groups\n  - name: corp\n") {
 		t.Fatalf("TrustIn:\n%s", pol)
+	}
+}
+
+func TestSSHPolicyTarget(t *testing.T) {
+	t.Parallel()
+	srv := &sshtest.Server{Addr: "127.0.0.1:2222", User: "app", KnownHosts: "[127.0.0.1]:2222 ssh-ed25519 AAAA"}
+	got := stack.SSHPolicyTarget("box", srv, "/tmp/ssh_ca", "commands: {interactive: true}")
+	want := `  - name: box
+    kind: ssh
+    address: 127.0.0.1:2222
+    user: app
+    known_hosts: ["[127.0.0.1]:2222 ssh-ed25519 AAAA"]
+    credentials: {source: local, ca_key: "file:/tmp/ssh_ca"}
+    masking: {detectors: [credit_card]}
+    commands: {interactive: true}`
+	if got != want {
+		t.Fatalf("SSHPolicyTarget:\n%s\nwant:\n%s", got, want)
 	}
 }
