@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jitgate/jitgate/test/kubetest"
+	"github.com/jitgate/jitgate/test/stack"
 	"github.com/jitgate/jitgate/test/vaulttest"
 )
 
@@ -239,5 +243,185 @@ rules:
 		if code != 0 {
 			t.Errorf("recording verify %s: exit %d\n%s%s", id, code, out, errOut)
 		}
+	}
+}
+
+// TestKubeAttachAndPortForward: a target with attach and port_forward (ports
+// [8080]) through the real binary and the real kubectl: kubectl attach -i
+// shows the running container's card number masked; kubectl port-forward
+// carries an HTTP GET and the stream is recorded; a port outside the grant
+// and both switches on a target without them are refused, never reaching the
+// API server.
+func TestKubeAttachAndPortForward(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not on PATH; the Kubernetes end-to-end test needs the real client")
+	}
+	webLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello from web-1")
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = web.Serve(webLn) }()
+	t.Cleanup(func() { _ = web.Close() })
+	k := kubetest.StartPods(t, []kubetest.Pod{
+		{Namespace: "shop", Name: "web-1", Containers: []string{"app"},
+			Run:   []string{"sh", "-c", "echo order paid with 4111 1111 1111 1111; cat"},
+			Ports: map[int]string{8080: webLn.Addr().String(), 9090: webLn.Addr().String()}},
+	})
+	iss, ts := startTLSIssuer(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "k8s-ca.pem"), []byte(k.CAPEM()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	policyText := fmt.Sprintf(`version: 1
+issuers:
+  - {name: test, issuer: %[1]s, audience: jitgate}
+targets:
+  - name: shop-streams
+    kind: kube
+    address: %[2]s
+    ca: file:k8s-ca.pem
+    namespace: shop
+    attach: true
+    port_forward: true
+    ports: [8080]
+    masking: {detectors: [credit_card]}
+    credentials: {source: local, token: env:K8S_TOKEN}
+  - name: shop-plain
+    kind: kube
+    address: %[2]s
+    ca: file:k8s-ca.pem
+    namespace: shop
+    exec: true
+    credentials: {source: local, token: env:K8S_TOKEN}
+rules:
+  - name: agents
+    when: '"ai-agents" in identity.groups'
+    targets: [shop-streams, shop-plain]
+    access: read
+`, ts.URL, k.Addr())
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(policyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeCert(t, filepath.Join(dir, "ca.pem"), ts.TLS)
+	listen := freeAddr(t)
+	dataDir := filepath.Join(dir, "data")
+	envv := append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dir, "ca.pem"), "JITGATE_BROKER=http://"+listen,
+		"K8S_TOKEN="+k.Token(), "HOME="+dir)
+	startJitgate(t, envv, "broker", "serve", "--policy", policyPath, "--listen", listen, "--data-dir", dataDir, "--log-level", "warn")
+	waitHealthy(t, "http://"+listen+"/healthz")
+	tok, err := iss.Token("agent-1", []string{"ai-agents"}, "jitgate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdEnv := append(append([]string{}, envv...), "JITGATE_TOKEN="+tok)
+	run := func(stdin string, args ...string) (string, string, int) {
+		out, errOut, code, err := stack.Run(jitgateBin, cmdEnv, stdin, args...)
+		if err != nil {
+			t.Fatalf("run jitgate %v: %v", args, err)
+		}
+		return out, errOut, code
+	}
+	unmasked := func(s string) bool { return strings.Contains(strings.ReplaceAll(s, " ", ""), "4111111111111111") }
+
+	// attach -i: the container's output masked, the input echoed back.
+	out, errOut, code := run("typed by the agent\n", "connect", "--target", "shop-streams", "--", kubectl, "attach", "-i", "web-1", "-c", "app")
+	if code != 0 || !strings.Contains(out, "order paid with") || !strings.Contains(out, "typed by the agent") || unmasked(out) {
+		t.Fatalf("kubectl attach: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+
+	// port-forward: an HTTP GET through it, recorded per stream.
+	pf := stack.StartProcess(t, stack.ProcessConfig{Bin: jitgateBin, Env: cmdEnv,
+		Args: []string{"connect", "--target", "shop-streams", "--", kubectl, "port-forward", "--address", "127.0.0.1", "pod/web-1", ":8080"}})
+	fwd := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+) -> 8080`)
+	var local string
+	for end := time.Now().Add(30 * time.Second); local == "" && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if m := fwd.FindStringSubmatch(pf.Logs.String()); m != nil {
+			local = m[1]
+		}
+	}
+	if local == "" {
+		t.Fatalf("kubectl port-forward did not start:\n%s", pf.Logs.String())
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}).Get("http://" + local + "/")
+	if err != nil {
+		t.Fatalf("GET through the port-forward: %v\n%s", err, pf.Logs.String())
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello from web-1" {
+		t.Fatalf("GET through the port-forward: %q", body)
+	}
+	pf.Stop()
+	grant := regexp.MustCompile(`(?:session|grant) (g_[A-Za-z0-9_]+)`).FindStringSubmatch(pf.Logs.String())
+	if grant == nil {
+		t.Fatalf("no grant id in the port-forward's output:\n%s", pf.Logs.String())
+	}
+	var replay string
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		replay, errOut, code = run("", "replay", grant[1], "--data-dir", dataDir)
+		if code == 0 && regexp.MustCompile(`\]\s+port 8080\n`).MatchString(replay) || time.Now().After(end) {
+			break
+		}
+	}
+	// The stream's result event and its asciicast (replay plays what came
+	// from the pod).
+	if !regexp.MustCompile(`\]\s+port 8080\n`).MatchString(replay) || !strings.Contains(replay, "portforward1.port8080.cast") ||
+		!strings.Contains(replay, "hello from web-1") {
+		t.Errorf("replay of the port-forward: exit %d, want the stream event and payload in\n%s%s", code, replay, errOut)
+	}
+
+	// A port outside the grant, and both switches off: refused.
+	pf9090 := stack.StartProcess(t, stack.ProcessConfig{Bin: jitgateBin, Env: cmdEnv,
+		Args: []string{"connect", "--target", "shop-streams", "--", kubectl, "port-forward", "--address", "127.0.0.1", "pod/web-1", ":9090"}})
+	fwd9090 := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+) -> 9090`)
+	local = ""
+	for end := time.Now().Add(30 * time.Second); local == "" && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if m := fwd9090.FindStringSubmatch(pf9090.Logs.String()); m != nil {
+			local = m[1]
+		}
+	}
+	if local == "" {
+		t.Fatalf("kubectl port-forward :9090 did not start:\n%s", pf9090.Logs.String())
+	}
+	if resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}).Get("http://" + local + "/"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) == "hello from web-1" {
+			t.Fatalf("a port outside the grant was forwarded")
+		}
+	}
+	const refused9090 = "jitgate: port 9090 is not covered by this grant (ports 8080)"
+	for end := time.Now().Add(20 * time.Second); !strings.Contains(pf9090.Logs.String(), refused9090) && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(pf9090.Logs.String(), refused9090) {
+		t.Errorf("port 9090: want %q in\n%s", refused9090, pf9090.Logs.String())
+	}
+	pf9090.Stop()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"attach", "web-1", "-c", "app"}, "jitgate: attach is not allowed by this grant (when allowed, what is typed into an attached container is recorded, not filtered)"},
+		{[]string{"port-forward", "pod/web-1", ":8080"}, "jitgate: port-forward is not allowed by this grant"},
+	} {
+		_, errOut, code := run("", append([]string{"connect", "--target", "shop-plain", "--", kubectl}, tc.args...)...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("kubectl %v on shop-plain: exit %d, want %q in\n%s", tc.args, code, tc.want, errOut)
+		}
+	}
+	attaches := 0
+	for _, r := range k.Requests() {
+		if strings.HasSuffix(r.Path, "/attach") {
+			attaches++
+		}
+	}
+	if attaches != 1 {
+		t.Errorf("attach requests upstream: %d, want the one allowed", attaches)
 	}
 }
