@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	gwebsocket "github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/rest"
@@ -422,5 +425,81 @@ func TestPortForwardRequests(t *testing.T) {
 				t.Fatalf("refused port-forward reached the API server")
 			}
 		})
+	}
+}
+
+// TestPortForwardOldWebSocket: the older WebSocket port-forward protocol
+// (v4.channel.k8s.io, ports in port=): an allowed port carries the request
+// and answer; a port outside the grant in port= is refused before the
+// upgrade.
+func TestPortForwardOldWebSocket(t *testing.T) {
+	t.Parallel()
+	p := pfProxy(t, []int{8080}, "ws hello")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(p.eng.CertificatePEM()))
+	d := gwebsocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}, Subprotocols: []string{"v4.channel.k8s.io"},
+		HandshakeTimeout: 10 * time.Second}
+	hdr := http.Header{"Authorization": {"Bearer " + string(p.grant.ClientSecret)}}
+	base := "wss://" + p.addr + "/api/v1/namespaces/shop/pods/web-1/portforward"
+
+	_, resp, err := d.Dial(base+"?port=8080&port=22", hdr)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("port 22 in port=: want 403, got %v %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "jitgate: port 22 is not covered by this grant (ports 8080)") {
+		t.Fatalf("refusal body %s", body)
+	}
+
+	ws, _, err := d.Dial(base+"?port=8080", hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if err := ws.WriteMessage(gwebsocket.BinaryMessage, append([]byte{0}, "GET / HTTP/1.0\r\n\r\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	var data bytes.Buffer
+	for {
+		_, m, err := ws.ReadMessage()
+		if err != nil {
+			break
+		}
+		if len(m) > 0 && m[0] == 0 {
+			data.Write(m[1:])
+		}
+		if strings.Contains(data.String(), "ws hello") {
+			break
+		}
+	}
+	// The first two bytes of the data channel are the port (little endian).
+	if b := data.Bytes(); len(b) < 2 || b[0] != 8080&0xff || b[1] != 8080>>8 || !strings.Contains(string(b), "ws hello") {
+		t.Fatalf("data channel %q", data.String())
+	}
+	var transport string
+	for _, e := range p.events(t) {
+		if e.Type == record.Notice && e.Tag == "transport" {
+			transport = e.Statement
+		}
+	}
+	if transport != "websocket portforward" {
+		t.Errorf("transport %q", transport)
+	}
+	if got := p.up.Forwards(); !slices.Equal(got, []int{8080}) {
+		t.Errorf("upstream forwards %v, want [8080]", got)
+	}
+}
+
+// TestVerdictsCounted: every request's verdict is counted.
+func TestVerdictsCounted(t *testing.T) {
+	t.Parallel()
+	p := startProxy(t, opts{scope: defaultScope()})
+	for _, target := range []string{"/api/v1/namespaces/shop/pods", "/api/v1/namespaces/shop/pods/web-1",
+		"/api/v1/namespaces/shop/secrets", "/api/v1/namespaces/other/pods", "/api/v1/namespaces/shop/pods/web-1/attach?stdout=1"} {
+		p.rawRequest(t, "GET", target, nil)
+	}
+	if a, b := p.eng.Verdicts(); a != 2 || b != 3 {
+		t.Fatalf("Verdicts = %d allowed, %d blocked; want 2, 3", a, b)
 	}
 }
