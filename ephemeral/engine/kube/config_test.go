@@ -47,6 +47,8 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 		{"bad CA", func(g *spec.Grant, _ *kube.Config) { g.Target.CA = "not pem" }, "target CA holds no PEM certificate"},
 		{"no guard", func(_ *spec.Grant, c *kube.Config) { c.Guard = nil }, "no guard"},
 		{"no recorder", func(_ *spec.Grant, c *kube.Config) { c.Recorder = nil }, "no recorder"},
+		{"port zero", func(g *spec.Grant, _ *kube.Config) { g.Guard.Kube.Ports = []int{8080, 0} }, "port 0 is not a port number"},
+		{"port too large", func(g *spec.Grant, _ *kube.Config) { g.Guard.Kube.Ports = []int{65536} }, "port 65536 is not a port number"},
 	} {
 		g := good()
 		cfg := kube.Config{Grant: g, Guard: gd, Recorder: rec}

@@ -106,6 +106,11 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(g.Target.Address); err != nil {
 		return fmt.Errorf("%w: grant %s: target address: %v", ErrConfig, g.ID, err)
 	}
+	for _, p := range g.Guard.Kube.Ports {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("%w: grant %s: port %d is not a port number", ErrConfig, g.ID, p)
+		}
+	}
 	return nil
 }
 
