@@ -15,7 +15,6 @@ package harness
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -92,11 +91,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
-	ctx := context.Background()
-	pg := pgtest.Start(t)
-	if err := shopdb.Setup(ctx, pg); err != nil {
-		t.Fatal(err)
-	}
+	pg := stack.StartShop(t)
 	iss := stack.StartIssuer(t)
 	dir := t.TempDir()
 
