@@ -38,7 +38,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
-	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
 	teststack "github.com/jitgate/jitgate/test/stack"
 )
@@ -379,10 +378,7 @@ rules:
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	pg := pgtest.Start(t)
-	if err := shopdb.Setup(context.Background(), pg); err != nil {
-		t.Fatal(err)
-	}
+	pg := teststack.StartShop(t)
 	its := teststack.StartIssuer(t)
 	iss := its.Issuer
 	dir := t.TempDir()
