@@ -20,7 +20,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
 	teststack "github.com/jitgate/jitgate/test/stack"
 )
@@ -48,10 +47,7 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	pg := pgtest.Start(t)
-	if err := shopdb.Setup(context.Background(), pg); err != nil {
-		t.Fatal(err)
-	}
+	pg := teststack.StartShop(t)
 	s := startDev(t, shopdb.PolicyFor(pg.Addr()), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"))
 	// The banner is printed around the time the listener is up, not
 	// necessarily before /healthz answers.

@@ -23,20 +23,13 @@ func TestTerminalReplayInChromium(t *testing.T) {
 	srv, caFile := teststack.SSHTarget(t, t.TempDir(), map[string]string{"card.txt": "card 4111 1111 1111 1111 on file\n"})
 	policy := fmt.Sprintf(`version: 1
 targets:
-  - name: box
-    kind: ssh
-    address: %s
-    user: %s
-    known_hosts: [%q]
-    credentials: {source: local, ca_key: "file:%s"}
-    masking: {detectors: [credit_card]}
-    commands: {interactive: true}
+%s
 rules:
   - name: admins-shell
     when: '"admins" in identity.groups'
     targets: [box]
     access: admin
-`, srv.Addr, srv.User, srv.KnownHosts, caFile)
+`, teststack.SSHPolicyTarget("box", srv, caFile, "commands: {interactive: true}"))
 	s := startDev(t, policy)
 
 	tok := s.token("alice", "admins")
