@@ -30,7 +30,6 @@ import (
 	"github.com/jitgate/jitgate/broker/identity/devissuer"
 	"github.com/jitgate/jitgate/broker/policy"
 	"github.com/jitgate/jitgate/ephemeral/spec"
-	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
 	"github.com/jitgate/jitgate/test/sshtest"
 	teststack "github.com/jitgate/jitgate/test/stack"
@@ -81,10 +80,7 @@ type devStack struct {
 func startDev(t *testing.T) *devStack {
 	t.Helper()
 	jitgateBinary(t) // build while PostgreSQL starts
-	pg := pgtest.Start(t)
-	if err := shopdb.Setup(context.Background(), pg); err != nil {
-		t.Fatal(err)
-	}
+	pg := teststack.StartShop(t)
 	return startDevPolicy(t, shopdb.PolicyFor(pg.Addr()), "SHOP_ADMIN_DSN="+pg.AdminDSN("postgres"))
 }
 
@@ -964,19 +960,13 @@ func TestMCPSSH(t *testing.T) {
 	notes := filepath.Join(srv.Home, "notes.txt")
 	d := startDevPolicy(t, fmt.Sprintf(`version: 1
 targets:
-  - name: web-1
-    kind: ssh
-    address: %s
-    user: %s
-    known_hosts: [%q]
-    credentials: {source: local, ca_key: "file:%s"}
-    masking: {detectors: [credit_card]}
+%s
 rules:
   - name: agents-run-commands
     when: '"ai-agents" in identity.groups'
     targets: [web-1]
     access: read
-`, srv.Addr, srv.User, srv.KnownHosts, caFile))
+`, teststack.SSHPolicyTarget("web-1", srv, caFile)))
 	agent := d.token("agent-1", "ai-agents")
 	cs := connectMCP(t, mcpConfig{Broker: d.broker, Tokens: staticToken(agent), Policy: d.pol}, nil)
 
