@@ -1,6 +1,7 @@
 package kube_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +147,42 @@ func TestKubectlAttachRefused(t *testing.T) {
 				t.Errorf("Verdicts: the refusal was not counted")
 			}
 		})
+	}
+}
+
+// TestAttachRequests: attach requests refused before any upgrade, each with
+// its reason, none seen upstream.
+func TestAttachRequests(t *testing.T) {
+	t.Parallel()
+	scope := defaultScope()
+	scope.Attach = true
+	scope.Containers = []string{"app"}
+	p := startProxy(t, opts{scope: scope})
+	const at = "/api/v1/namespaces/shop/pods/web-1/attach"
+	spdyUp := map[string]string{"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}
+	for _, tc := range []struct {
+		name, target string
+		headers      map[string]string
+		reason       string
+	}{
+		{"command smuggled", at + "?container=app&stdout=true&command=rm", spdyUp, `query parameter "command" is not allowed here`},
+		{"container outside globs", at + "?container=sidecar&stdout=true", spdyUp, "container sidecar is not covered by this grant"},
+		{"container unnamed", at + "?stdout=true", spdyUp, "the container must be named: the grant covers containers app"},
+		{"container repeated", at + "?container=app&container=sidecar&stdout=true", spdyUp, "query parameter container is repeated"},
+		{"no streams", at + "?container=app", spdyUp, "attach needs at least one of stdin, stdout, stderr"},
+		{"no upgrade", at + "?container=app&stdout=true", nil, "attach needs a WebSocket or SPDY upgrade"},
+		{"other pod path", "/api/v1/namespaces/shop/pods/web-1/attach/x?container=app&stdout=true", spdyUp, "sub-resource path is not allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := p.rawRequest(t, "POST", tc.target, tc.headers)
+			var st struct{ Message string }
+			_ = json.Unmarshal([]byte(body), &st)
+			if code != 403 || st.Message != "jitgate: "+tc.reason {
+				t.Fatalf("want 403 %q, got %d %s", tc.reason, code, body)
+			}
+		})
+	}
+	if p.upstreamSaw("/attach") {
+		t.Fatalf("a refused attach reached the API server: %+v", p.up.Requests())
 	}
 }
