@@ -115,4 +115,13 @@
 // FunctionCall message (it carries no SQL) and must check every Parse message
 // (the extended protocol carries one statement per Parse; a named statement is
 // judged when parsed, and replacing the unnamed statement is a new Parse).
+//
+// # Caches
+//
+// Verdicts are cached by exact text, and by shape: a statement's normalized
+// text (constants replaced by $n), only when the verdict provably does not
+// read any constant (shape.go says how that is decided and checked). Clients
+// that inline literals (pgbench, simple-query ORMs) then pay pg_query's
+// Normalize instead of a parse per statement; Verdict.Shape lets the proxy key
+// its masking plans the same way.
 package guard
