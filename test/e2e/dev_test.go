@@ -1,24 +1,20 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/jitgate/jitgate/test/pgtest"
 	"github.com/jitgate/jitgate/test/shopdb"
+	"github.com/jitgate/jitgate/test/stack"
 )
 
 // TestDevStack runs `jitgate dev` with its embedded DEV-ONLY issuer: a token
 // from `jitgate dev token` reads orders, and `policy check` agrees offline.
 func TestDevStack(t *testing.T) {
-	pg := pgtest.Start(t)
-	if err := shopdb.Setup(context.Background(), pg); err != nil {
-		t.Fatal(err)
-	}
+	pg := stack.StartShop(t)
 	dir := t.TempDir()
 	policyPath := writePolicy(t, dir, shopdb.PolicyFor(pg.Addr()))
 	dev := serve(t, policyPath, filepath.Join(dir, "data"), []string{"SHOP_ADMIN_DSN=" + pg.AdminDSN("postgres")}, "dev")

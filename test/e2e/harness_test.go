@@ -7,7 +7,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"os"
@@ -40,11 +39,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	pg := pgtest.Start(t)
-	if err := shopdb.Setup(ctx, pg); err != nil {
-		t.Fatal(err)
-	}
+	pg := stack.StartShop(t)
 	// The test issuer, over HTTPS like a real IdP.
 	iss := stack.StartIssuer(t)
 	dir := t.TempDir()

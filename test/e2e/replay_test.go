@@ -43,20 +43,13 @@ func TestSSHShellReplay(t *testing.T) {
 issuers:
   - {name: test, issuer: %s, audience: jitgate}
 targets:
-  - name: box
-    kind: ssh
-    address: %s
-    user: %s
-    known_hosts: [%q]
-    credentials: {source: local, ca_key: "file:%s"}
-    masking: {detectors: [credit_card]}
-    commands: {interactive: true}
+%s
 rules:
   - name: admins-shell
     when: '"admins" in identity.groups'
     targets: [box]
     access: admin
-`, iss.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
+`, iss.URL, stack.SSHPolicyTarget("box", srv, caFile, "commands: {interactive: true}"))
 	dataDir := filepath.Join(dir, "data")
 	envv := serve(t, writePolicy(t, dir, policyText), dataDir, iss.Env(), "broker", "serve", "--log-level", "warn").env
 	tok := iss.Token(t, "alice", "admins")

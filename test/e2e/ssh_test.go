@@ -26,19 +26,13 @@ func TestSSHExec(t *testing.T) {
 issuers:
   - {name: test, issuer: %s, audience: jitgate}
 targets:
-  - name: web-1
-    kind: ssh
-    address: %s
-    user: %s
-    known_hosts: [%q]
-    credentials: {source: local, ca_key: "file:%s"}
-    masking: {detectors: [credit_card]}
+%s
 rules:
   - name: agents-run-commands
     when: '"ai-agents" in identity.groups'
     targets: [web-1]
     access: read
-`, iss.URL, srv.Addr, srv.User, srv.KnownHosts, caFile)
+`, iss.URL, stack.SSHPolicyTarget("web-1", srv, caFile))
 	b := serve(t, writePolicy(t, dir, policyText), filepath.Join(dir, "data"), iss.Env(), "broker", "serve", "--log-level", "warn")
 	tok := iss.Token(t, "agent-1", "ai-agents")
 	run := func(args ...string) (string, string, int) { return cli(t, b.env, tok, "", args...) }
