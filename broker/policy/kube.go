@@ -58,7 +58,7 @@ var (
 )
 
 // kubeKeys are the target keys only kube targets take.
-var kubeKeys = []string{"ca", "server_name", "namespace", "pods", "containers", "exec", "attach", "port_forward", "copy_files"}
+var kubeKeys = []string{"ca", "server_name", "namespace", "pods", "containers", "exec", "attach", "port_forward", "ports", "copy_files"}
 
 // kubeTarget reads the kube-only keys of a target (and refuses them on other
 // kinds). n is the target's node, f its fields.

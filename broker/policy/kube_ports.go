@@ -2,7 +2,6 @@ package policy
 
 import (
 	"strconv"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -57,38 +56,5 @@ func (l *loader) kubePorts(n *yaml.Node, f *fields, what string, portForward boo
 	return out
 }
 
-// portsNode is the target's ports: value. The target field list in load.go
-// does not name "ports" yet (another engineer's file); until it does, the
-// "unknown field" error mapping() reported for a kube target's ports key is
-// withdrawn here and the value read from the target node itself. Once load.go
-// names the field, f holds it and nothing is withdrawn.
-func (l *loader) portsNode(n *yaml.Node, f *fields) *yaml.Node {
-	if v := f.vals["ports"]; v != nil {
-		return v
-	}
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	var key, val *yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.Value == "ports" {
-			if key != nil {
-				l.errAt(k, "duplicate field \"ports\" in target (first at line %d)", key.Line)
-				return nil
-			}
-			key, val = k, n.Content[i+1]
-		}
-	}
-	if key == nil {
-		return nil
-	}
-	kept := l.errs[:0]
-	for _, err := range l.errs {
-		if e, ok := err.(*Error); ok && e.Line == key.Line && e.Column == key.Column && e.File == l.file && strings.HasPrefix(e.Msg, `unknown field "ports"`) {
-			continue
-		}
-		kept = append(kept, err)
-	}
-	l.errs = kept
-	return val
-}
+// portsNode is the target's ports: value, or nil.
+func (l *loader) portsNode(_ *yaml.Node, f *fields) *yaml.Node { return f.vals["ports"] }

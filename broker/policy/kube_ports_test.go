@@ -60,12 +60,12 @@ func TestKubePortsErrors(t *testing.T) {
 			}
 		})
 	}
-	// ports on another kind stays an unknown field.
+	// ports on another kind is refused as a kube-only key.
 	src := kubeHead + `  - {name: pg, kind: postgres, address: "h:5432", database: shop, ports: [1], credentials: {source: local, admin_dsn: env:D, read_role: r}}
 rules:
   - {name: r, when: "true", targets: [pg], access: read}
 `
-	if _, err := policy.Parse("k.yaml", []byte(src)); err == nil || !contains(err.Error(), `unknown field "ports" in target`) {
+	if _, err := policy.Parse("k.yaml", []byte(src)); err == nil || !contains(err.Error(), `target "pg": ports is only for kube targets`) {
 		t.Errorf("ports on a postgres target: %v", err)
 	}
 }

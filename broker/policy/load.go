@@ -256,7 +256,7 @@ var (
 func (l *loader) target(n *yaml.Node) (Target, bool) {
 	f := l.mapping(n, "target", "name", "description", "kind", "address", "database",
 		"credentials", "masking", "guard", "user", "known_hosts", "commands", "http",
-		"ca", "server_name", "namespace", "pods", "containers", "exec", "attach", "port_forward", "copy_files",
+		"ca", "server_name", "namespace", "pods", "containers", "exec", "attach", "port_forward", "ports", "copy_files",
 		"keys", "reveal")
 	if f == nil {
 		return Target{}, false
