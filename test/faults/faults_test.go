@@ -323,10 +323,7 @@ func TestProxyKilled(t *testing.T) {
 	agent := s.Token("agent-kill", "ai-agents")
 	sess, conn := connect(t, s, agent, "soak-db", time.Minute, "SELECT 42 AS before_the_kill")
 	spooled := filepath.Join(s.DataDir, "spool", sess.GrantID+".jgr")
-	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool {
-		_, evs, err := record.ReadFile(spooled)
-		return err == nil && slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_kill") })
-	})
+	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool { ok, _ := recorded(spooled, "before_the_kill"); return ok })
 	pids := s.ProxyPIDs()
 	if len(pids) != 1 {
 		t.Fatalf("want one proxy process, have %v", pids)
@@ -342,13 +339,8 @@ func TestProxyKilled(t *testing.T) {
 		t.Fatalf("grant: state %v revoked %v error %v", g["state"], g["credential_revoked"], g["error"])
 	}
 	noRolesLeft(t, s)
-	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
-	waitFor(t, 30*time.Second, "the flush loop to store the killed proxy's recording", func() bool {
-		d, ok := auditDetail(s, sess.GrantID, "recording.stored")
-		return ok && strings.Contains(d, stored)
-	})
-	_, evs, err := record.ReadFile(stored)
-	if err != nil || !slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_kill") }) {
+	stored := waitStored(t, s, sess.GrantID, "the flush loop to store the killed proxy's recording")
+	if ok, err := recorded(stored, "before_the_kill"); !ok {
 		t.Errorf("recovered recording lacks the statement: %v", err)
 	}
 	if _, err := os.Stat(spooled); !os.IsNotExist(err) {
@@ -370,10 +362,7 @@ func TestProxyKilledWhileBrokerDown(t *testing.T) {
 	agent := s.Token("agent-orphan", "ai-agents")
 	sess, _ := connect(t, s, agent, "soak-db", 10*time.Second, "SELECT 'orphan' AS before_the_crash")
 	spooled := filepath.Join(s.DataDir, "spool", sess.GrantID+".jgr")
-	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool {
-		_, evs, err := record.ReadFile(spooled)
-		return err == nil && slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_crash") })
-	})
+	waitFor(t, 20*time.Second, "the statement sealed into the spooled recording", func() bool { ok, _ := recorded(spooled, "before_the_crash"); return ok })
 	pids := s.ProxyPIDs()
 	if len(pids) != 1 {
 		t.Fatalf("want one proxy process, have %v", pids)
@@ -401,12 +390,8 @@ func TestProxyKilledWhileBrokerDown(t *testing.T) {
 		t.Errorf("audit lacks credential.revoked: %v", events(s, sess.GrantID))
 	}
 	noRolesLeft(t, s)
-	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
-	waitFor(t, 30*time.Second, "the flush loop to store the orphaned recording", func() bool {
-		d, ok := auditDetail(s, sess.GrantID, "recording.stored")
-		return ok && strings.Contains(d, stored)
-	})
-	if _, evs, err := record.ReadFile(stored); err != nil || !slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_crash") }) {
+	stored := waitStored(t, s, sess.GrantID, "the flush loop to store the orphaned recording")
+	if ok, err := recorded(stored, "before_the_crash"); !ok {
 		t.Errorf("recovered recording lacks the statement: %v", err)
 	}
 }
@@ -434,7 +419,7 @@ func TestBrokerKilledMidSession(t *testing.T) {
 		t.Error("the client's connection outlived its proxy")
 	}
 	stored := filepath.Join(s.DataDir, "recordings", sess.GrantID+".jgr")
-	if _, evs, err := record.ReadFile(stored); err != nil || !slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "before_the_broker_died") }) {
+	if ok, err := recorded(stored, "before_the_broker_died"); !ok {
 		t.Errorf("the proxy did not store its recording on the way out: %v", err)
 	}
 	if roles := s.Roles(); len(roles) != 1 {
@@ -507,9 +492,28 @@ func TestSpoolUnwritable(t *testing.T) {
 	}
 	stored := filepath.Join(s.DataDir, "recordings", running.GrantID+".jgr")
 	waitFor(t, 30*time.Second, "the running session's recording stored once the spool is back", func() bool {
-		_, evs, err := record.ReadFile(stored)
-		return err == nil && slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, "spool_broke") })
+		ok, _ := recorded(stored, "spool_broke")
+		return ok
 	})
+}
+
+// recorded reports whether the recording at path reads and holds a
+// statement containing marker; err says why it does not read.
+func recorded(path, marker string) (bool, error) {
+	_, evs, err := record.ReadFile(path)
+	return err == nil && slices.ContainsFunc(evs, func(e record.Event) bool { return strings.Contains(e.Statement, marker) }), err
+}
+
+// waitStored waits until the audit says grant id's recording was stored in
+// the recordings store, and returns its path there.
+func waitStored(t *testing.T, s *harness.Stack, id, what string) string {
+	t.Helper()
+	stored := filepath.Join(s.DataDir, "recordings", id+".jgr")
+	waitFor(t, 30*time.Second, what, func() bool {
+		d, ok := auditDetail(s, id, "recording.stored")
+		return ok && strings.Contains(d, stored)
+	})
+	return stored
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
