@@ -67,7 +67,13 @@ func newPostgresEngine(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (s
 // pgEngine adapts the PostgreSQL engine's tabular result to spec.Result.
 type pgEngine struct{ e *postgres.Engine }
 
-func (p pgEngine) Serve(ctx context.Context, c net.Conn) error { return p.e.Serve(ctx, c) }
+func (p pgEngine) Serve(ctx context.Context, c net.Conn) error {
+	err := p.e.Serve(ctx, c)
+	if errors.Is(err, postgres.ErrTargetLost) {
+		return fmt.Errorf("%w: %w", session.ErrTargetLost, err)
+	}
+	return err
+}
 
 // Verdicts and MaskCounts feed the proxy's metrics (ephemeral/session).
 func (p pgEngine) Verdicts() (allowed, blocked uint64) { return p.e.Verdicts() }

@@ -49,6 +49,14 @@ var ErrBlocked = errors.New("blocked by policy")
 // (an SQL error): the grant ended normally, the request was wrong.
 var ErrStatement = errors.New("failed at the target")
 
+// ErrTargetLost marks a session connection that ended because the target
+// itself went away (shut down, crashed, unreachable); engines wrap it. The
+// session ends on it: the broker then ends the grant and revokes its
+// credential (retried by the sweeper while the target is down), rather than
+// keep a grant open that clients could reconnect through once the target is
+// back.
+var ErrTargetLost = errors.New("the target went away")
+
 // Factory builds the engine for a grant; rec is already open.
 type Factory func(g *spec.Grant, rec *record.Recorder, log *slog.Logger) (Engine, error)
 
@@ -224,11 +232,18 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 	}
 	st.send(ready)
 	log.Info("proxy ready", "addr", ready.Addr, "metrics", ready.Metrics)
+	// The session ends at the deadline, or early when its target goes away.
+	ctx, endSession := context.WithCancel(ctx)
+	defer endSession()
 	go func() {
 		<-ctx.Done()
 		ln.Close()
 	}()
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		lostOnce sync.Once
+		lost     = make(chan error, 1)
+	)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -239,7 +254,15 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 		go func() {
 			defer wg.Done()
 			defer untrack()
-			if err := eng.Serve(ctx, conn); err != nil && ctx.Err() == nil {
+			err := eng.Serve(ctx, conn)
+			switch {
+			case err != nil && errors.Is(err, ErrTargetLost) && ctx.Err() == nil:
+				lostOnce.Do(func() {
+					lost <- err
+					log.Warn("the target went away; ending the session", "remote", conn.RemoteAddr().String(), "err", err)
+					endSession()
+				})
+			case err != nil && ctx.Err() == nil:
 				log.Info("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 			}
 		}()
@@ -251,7 +274,12 @@ func runSession(ctx context.Context, eng Engine, g *spec.Grant, st *statusWriter
 	case <-time.After(drain):
 		log.Warn("connections still open after the deadline; exiting anyway")
 	}
-	return nil
+	select {
+	case err := <-lost:
+		return st.fail(g.ID, spec.CodeUpstream, fmt.Errorf("session ended: %w", err))
+	default:
+		return nil
+	}
 }
 
 type statusWriter struct {

@@ -106,7 +106,8 @@ func auditDetail(s *harness.Stack, id, typ string) (string, bool) {
 
 // TestPostgresRestartMidSession: PostgreSQL goes down under a live session.
 // The client gets PostgreSQL's own shutdown error through the proxy; the
-// session is ended while the database is still down, so revocation fails
+// proxy ends the session by itself (its target went away) while the
+// database is still down, so the grant fails with that reason, revocation fails
 // (audited, with the role's own expiry); once the database is back the
 // sweeper revokes it and the role is gone.
 func TestPostgresRestartMidSession(t *testing.T) {
@@ -134,12 +135,14 @@ func TestPostgresRestartMidSession(t *testing.T) {
 		t.Error("a new connection succeeded with PostgreSQL down")
 	}
 
-	if code, g, err := s.API(agent, "POST", "/v1/grants/"+sess.GrantID+"/end", nil); err != nil || code != 200 {
-		t.Fatalf("end session: %d %v %v", code, g, err)
-	}
+	// Nobody ends the session: the proxy ends it on its own when its target
+	// goes away, and the grant fails with the reason.
 	g := s.WaitGrant(agent, sess.GrantID, 30*time.Second, func(g map[string]any) bool { return terminal(g) && g["revoke_error"] != nil })
-	if g["state"] != "ended" || revoked(g) || g["revoke_error"] == nil {
-		t.Fatalf("with the database down: state %v revoked %v revoke_error %v, want ended, false, an error", g["state"], g["credential_revoked"], g["revoke_error"])
+	if g["state"] != "failed" || revoked(g) || g["revoke_error"] == nil {
+		t.Fatalf("with the database down: state %v revoked %v revoke_error %v, want failed, false, an error", g["state"], g["credential_revoked"], g["revoke_error"])
+	}
+	if e, _ := g["error"].(string); !strings.Contains(e, "the target went away") {
+		t.Errorf("grant error %q does not say the target went away", e)
 	}
 	if d, ok := auditDetail(s, sess.GrantID, "credential.revoke_failed"); !ok || !strings.Contains(d, "expires at") {
 		t.Errorf("audit lacks credential.revoke_failed with the expiry: %q %v", d, events(s, sess.GrantID))
@@ -400,7 +403,7 @@ func TestProxyKilledWhileBrokerDown(t *testing.T) {
 // Its proxy is told by the kernel (PR_SET_PDEATHSIG) and ends the session on
 // its own, closing the client and storing its signed recording; nobody is
 // left to revoke the credential until the restarted broker's sweeper does,
-// past the grant's deadline.
+// past the grant's deadline, and links the stored recording to the grant.
 func TestBrokerKilledMidSession(t *testing.T) {
 	t.Parallel()
 	s := startArgs(t, "--run-timeout", "1s")
@@ -430,6 +433,14 @@ func TestBrokerKilledMidSession(t *testing.T) {
 	g := s.WaitGrant(agent, sess.GrantID, 60*time.Second, func(g map[string]any) bool { return terminal(g) && revoked(g) })
 	if g["state"] != "expired" || !revoked(g) {
 		t.Fatalf("after restart: state %v revoked %v, want expired and revoked", g["state"], g["credential_revoked"])
+	}
+	// The recording the orphaned proxy stored is linked to the grant by the
+	// sweeper that ended it, and audited.
+	if g["recording"] != stored {
+		t.Errorf("grant recording %v, want %s", g["recording"], stored)
+	}
+	if d, ok := auditDetail(s, sess.GrantID, "recording.stored"); !ok || d != stored {
+		t.Errorf("audit lacks recording.stored %s: %q %v", stored, d, events(s, sess.GrantID))
 	}
 	noRolesLeft(t, s)
 }

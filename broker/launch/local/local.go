@@ -129,6 +129,14 @@ func (h *handle) read(r io.Reader) {
 			continue
 		}
 		h.mu.Lock()
+		if st.Type == spec.StatusExit && h.last.Type == spec.StatusError {
+			// An error the proxy reported before exiting (its target went
+			// away, its recording failed) stays the outcome; the exit adds
+			// where the recording is.
+			e := h.last
+			e.Recording = st.Recording
+			st = e
+		}
 		h.last = st
 		h.mu.Unlock()
 		if !sent && st.Type != spec.StatusExit {

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -32,6 +34,10 @@ type conn struct {
 
 	keyPID    uint32
 	keySecret []byte
+
+	// upFatal is the SQLSTATE of the last FATAL or PANIC the upstream sent:
+	// what a closing upstream connection said about why it closes.
+	upFatal string
 
 	cwMu sync.Mutex // serialises writes to the client
 	cr   *msgReader
@@ -96,6 +102,24 @@ func (f *fatalError) Error() string {
 }
 func (f *fatalError) Unwrap() error { return f.err }
 
+// targetDown reports whether a failed upstream login means the database is
+// down (unreachable, refusing connections, shutting down or starting up)
+// rather than refusing this login.
+func targetDown(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return shutdownCode(pgErr.Code)
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// shutdownCode: the server is going or gone (57P01 admin_shutdown, 57P02
+// crash_shutdown, 57P03 cannot_connect_now).
+func shutdownCode(code string) bool {
+	return code == "57P01" || code == "57P02" || code == "57P03"
+}
+
 func fatal(code, msg string, err error) error { return &fatalError{code: code, msg: msg, err: err} }
 
 func (c *conn) run(ctx context.Context) (err error) {
@@ -141,8 +165,15 @@ func (c *conn) run(ctx context.Context) (err error) {
 	go func() { errc <- c.upstreamToClient(ctx) }()
 	err = <-errc
 	c.kill(err)
-	<-errc
-	if errors.Is(err, errTerminated) || errors.Is(err, io.EOF) {
+	// The client may leave first on the FATAL the upstream sent as it went
+	// away: the upstream's side of the story wins.
+	if err2 := <-errc; !errors.Is(err, ErrTargetLost) && errors.Is(err2, ErrTargetLost) {
+		err = err2
+	}
+	if !errors.Is(err, ErrTargetLost) && shutdownCode(c.upFatal) {
+		err = fmt.Errorf("%w: the upstream sent FATAL %s", ErrTargetLost, c.upFatal)
+	}
+	if (errors.Is(err, errTerminated) || errors.Is(err, io.EOF)) && !errors.Is(err, ErrTargetLost) {
 		err = nil
 	}
 	if err != nil {
@@ -279,6 +310,9 @@ func (c *conn) handshake(ctx context.Context) error {
 	up, err := e.dialUpstream(ctx, runtime)
 	if err != nil {
 		c.log.Warn("upstream login failed", "err", err)
+		if targetDown(err) {
+			err = fmt.Errorf("%w: %w", ErrTargetLost, err)
+		}
 		return fatal(codeUpstream, "jitgate: the target database is unavailable", err)
 	}
 	c.mu.Lock()

@@ -61,6 +61,15 @@ import (
 // ErrBlocked is wrapped by Exec's error when the guard refused the operation.
 var ErrBlocked = errors.New("postgres: statement blocked by policy")
 
+// ErrTargetLost is returned by Serve when the target database went away
+// under a client: it shut down (57P01 admin_shutdown, 57P02
+// crash_shutdown, 57P03 cannot_connect_now), closed or reset the connection
+// without saying why, or refused a new one. The session proxy ends the
+// session on it rather than keep a grant open on a database that is gone.
+// Per-connection endings (an idle timeout's FATAL, the client's Terminate)
+// are not target losses.
+var ErrTargetLost = errors.New("postgres: the target database went away")
+
 // Config is what an Engine needs to serve one grant.
 type Config struct {
 	// Grant is the one grant served. Required; its Target, Credential, ClientSecret

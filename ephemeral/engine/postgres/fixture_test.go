@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -112,6 +113,7 @@ type opts struct {
 	op       string
 	db       string
 	tls      *tls.Config
+	addr     string // upstream address; default the shared server
 }
 
 // proxy is a running engine behind a loopback listener.
@@ -150,7 +152,7 @@ func startProxy(t testing.TB, o opts) *proxy {
 	g := &spec.Grant{
 		ID:           "g" + randHex(6),
 		Mode:         mode,
-		Target:       spec.Target{Name: db, Protocol: spec.Postgres, Address: s.Addr(), Database: db},
+		Target:       spec.Target{Name: db, Protocol: spec.Postgres, Address: cmp.Or(o.addr, s.Addr()), Database: db},
 		Identity:     "test#agent",
 		Rule:         "test-rule",
 		Operation:    o.op,

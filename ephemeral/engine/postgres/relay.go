@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -344,7 +345,17 @@ func (c *conn) upstreamToClient(ctx context.Context) error {
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				_ = c.cw.flush()
+				if c.upFatal == "" || shutdownCode(c.upFatal) {
+					// Shut down, or gone without a word: not this connection's own end.
+					err = fmt.Errorf("%w: %w", ErrTargetLost, err)
+				}
 				return fatal(codeUpstream, "jitgate: the target database closed the connection", err)
+			}
+			c.mu.Lock()
+			killed := c.killed // closed by the proxy itself (deadline, the client left)
+			c.mu.Unlock()
+			if !killed {
+				err = fmt.Errorf("%w: %w", ErrTargetLost, err)
 			}
 			return fmt.Errorf("postgres: read upstream: %w", err)
 		}
@@ -658,6 +669,9 @@ func (c *conn) upstreamError(h *pending, body []byte) error {
 	var m pgproto3.ErrorResponse
 	if err := m.Decode(body); err != nil {
 		return fatal(codeProtocol, "jitgate: malformed ErrorResponse", err)
+	}
+	if sev := cmp.Or(m.SeverityUnlocalized, m.Severity); sev == "FATAL" || sev == "PANIC" {
+		c.upFatal = m.Code
 	}
 	if h != nil && h.blocked != "" {
 		m = pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: codeBlocked, Message: h.blocked}
