@@ -38,6 +38,9 @@ type conn struct {
 	// upFatal is the SQLSTATE of the last FATAL or PANIC the upstream sent:
 	// what a closing upstream connection said about why it closes.
 	upFatal string
+	// terminated: the client sent Terminate, so the upstream closing is
+	// this connection's own end, never the target going away.
+	terminated atomic.Bool
 
 	cwMu sync.Mutex // serialises writes to the client
 	cr   *msgReader
@@ -167,10 +170,10 @@ func (c *conn) run(ctx context.Context) (err error) {
 	c.kill(err)
 	// The client may leave first on the FATAL the upstream sent as it went
 	// away: the upstream's side of the story wins.
-	if err2 := <-errc; !errors.Is(err, ErrTargetLost) && errors.Is(err2, ErrTargetLost) {
+	if err2 := <-errc; !errors.Is(err, ErrTargetLost) && errors.Is(err2, ErrTargetLost) && !c.terminated.Load() {
 		err = err2
 	}
-	if !errors.Is(err, ErrTargetLost) && shutdownCode(c.upFatal) {
+	if !errors.Is(err, ErrTargetLost) && shutdownCode(c.upFatal) && !c.terminated.Load() {
 		err = fmt.Errorf("%w: the upstream sent FATAL %s", ErrTargetLost, c.upFatal)
 	}
 	if (errors.Is(err, errTerminated) || errors.Is(err, io.EOF)) && !errors.Is(err, ErrTargetLost) {

@@ -332,6 +332,7 @@ func (c *conn) fromClient(t byte, body []byte) (bool, error) {
 		return t != 'd', nil
 
 	case 'X':
+		c.terminated.Store(true) // the upstream closing after this is expected
 		c.uw.raw(t, body)
 		return true, nil
 	}
@@ -345,7 +346,7 @@ func (c *conn) upstreamToClient(ctx context.Context) error {
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				_ = c.cw.flush()
-				if c.upFatal == "" || shutdownCode(c.upFatal) {
+				if !c.terminated.Load() && (c.upFatal == "" || shutdownCode(c.upFatal)) {
 					// Shut down, or gone without a word: not this connection's own end.
 					err = fmt.Errorf("%w: %w", ErrTargetLost, err)
 				}
