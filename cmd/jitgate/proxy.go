@@ -40,6 +40,10 @@ func proxyCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit("read spec: "+err.Error(), exitError)
 			}
+			if len(raw) == 0 {
+				// A spare proxy released by its launcher: it never got a spec.
+				return nil
+			}
 			var g spec.Grant
 			if err := json.Unmarshal(raw, &g); err != nil {
 				return cli.Exit("decode spec: "+err.Error(), exitUsage)

@@ -124,11 +124,13 @@ func buildStack(cfg stackConfig) (*stack, error) {
 		return fail(cli1(fmt.Errorf("open audit log: %w", err)))
 	}
 	st.closers = append(st.closers, alog.Close)
-	launcher, err := launchlocal.New(launchlocal.Config{Logger: cfg.Logger,
+	launcher, err := launchlocal.New(launchlocal.Config{Logger: cfg.Logger, Spare: true,
 		Args: []string{"__proxy", "--signing-key", keyPath, "--sink", recDir, "--log-level", firstNonEmpty(cfg.ProxyLogLevel, "warn")}})
 	if err != nil {
 		return fail(err)
 	}
+	st.closers = append(st.closers, launcher.Close)
+	launcher.Warm()
 	verifier, err := identity.NewVerifier(append(p.IssuerConfigs(), cfg.ExtraIssuers...), identity.Options{Logger: cfg.Logger})
 	if err != nil {
 		return fail(usageErr("issuers: %v", err))

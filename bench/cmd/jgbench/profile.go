@@ -139,11 +139,24 @@ func findProxy(parent int) int {
 			continue
 		}
 		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if bytes.Contains(cl, []byte("__proxy")) {
+		if bytes.Contains(cl, []byte("__proxy")) && servesGrant(pid) {
 			return pid
 		}
 	}
 	return 0
+}
+
+// servesGrant: the proxy has a recording open, so it is not the spare the
+// broker keeps waiting for a spec.
+func servesGrant(pid int) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasSuffix(t, ".jgr") {
+			return true
+		}
+	}
+	return false
 }
 
 // trimPerf keeps perf's table lines (no comments, no blanks) that pass filter

@@ -4,6 +4,11 @@
 // The child reports spec.Status lines on its stdout; it is sent SIGTERM at Stop and
 // dies with its parent (PR_SET_PDEATHSIG), so a crashed broker leaves no proxy
 // holding a credential.
+//
+// With Config.Spare the launcher keeps one proxy process started ahead of
+// need, blocked on its stdin with no spec and so no secret: a launch hands it
+// the spec and starts the next spare in the background, taking the process
+// start (exec, runtime and package initialisation) off the grant's path.
 package local
 
 import (
@@ -35,10 +40,25 @@ type Config struct {
 	Logger *slog.Logger
 	// Stderr receives the proxies' logs; default os.Stderr.
 	Stderr io.Writer
+	// Spare keeps one proxy process started ahead, waiting for its spec.
+	Spare bool
 }
 
 // Launcher starts child processes.
-type Launcher struct{ cfg Config }
+type Launcher struct {
+	cfg Config
+
+	mu     sync.Mutex
+	spare  *child // started, waiting for a spec; nil when none
+	closed bool
+}
+
+// child is a started proxy process whose spec has not been sent yet.
+type child struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout io.ReadCloser
+}
 
 // New checks cfg and fills defaults.
 func New(cfg Config) (*Launcher, error) {
@@ -64,12 +84,28 @@ func New(cfg Config) (*Launcher, error) {
 	return &Launcher{cfg: cfg}, nil
 }
 
-// Launch starts the proxy and sends it g over its stdin.
+// Launch starts the proxy (or takes the spare) and sends it g over its stdin.
 func (l *Launcher) Launch(ctx context.Context, g *spec.Grant) (launch.Handle, error) {
 	payload, err := json.Marshal(g)
 	if err != nil {
 		return nil, fmt.Errorf("launch/local: encode spec: %w", err)
 	}
+	c := l.takeSpare()
+	if c != nil {
+		if h, err := l.send(c, g, payload); err == nil {
+			return h, nil
+		}
+		// The spare died while it waited (killed, or its pipe broke): a fresh one.
+		l.cfg.Logger.Warn("spare proxy unusable; starting a new one", "pid", c.cmd.Process.Pid)
+	}
+	if c, err = l.start(); err != nil {
+		return nil, err
+	}
+	return l.send(c, g, payload)
+}
+
+// start starts a proxy process that waits for its spec on stdin.
+func (l *Launcher) start() (*child, error) {
 	cmd := exec.Command(l.cfg.Executable, l.cfg.Args...)
 	cmd.Env = minimalEnv()
 	cmd.Stderr = l.cfg.Stderr
@@ -85,15 +121,80 @@ func (l *Launcher) Launch(ctx context.Context, g *spec.Grant) (launch.Handle, er
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("launch/local: start proxy: %w", err)
 	}
-	h := &handle{cmd: cmd, grace: l.cfg.Grace, first: make(chan spec.Status, 1), done: make(chan struct{})}
-	go h.read(stdout)
-	if _, err := stdin.Write(payload); err != nil {
-		_ = cmd.Process.Kill()
+	return &child{cmd: cmd, stdin: stdin, stdout: stdout}, nil
+}
+
+// send hands c its spec and watches its status lines.
+func (l *Launcher) send(c *child, g *spec.Grant, payload []byte) (launch.Handle, error) {
+	if _, err := c.stdin.Write(payload); err != nil {
+		_ = c.cmd.Process.Kill()
+		go func() { _ = c.cmd.Wait() }()
 		return nil, fmt.Errorf("launch/local: send spec: %w", err)
 	}
-	stdin.Close()
-	l.cfg.Logger.Info("proxy started", "grant", g.ID, "pid", cmd.Process.Pid)
+	c.stdin.Close()
+	h := &handle{cmd: c.cmd, grace: l.cfg.Grace, first: make(chan spec.Status, 1), done: make(chan struct{})}
+	go h.read(c.stdout)
+	l.cfg.Logger.Info("proxy started", "grant", g.ID, "pid", c.cmd.Process.Pid)
 	return h, nil
+}
+
+// takeSpare returns the spare, if any, and starts the next one in the
+// background (when Spare is on).
+func (l *Launcher) takeSpare() *child {
+	if !l.cfg.Spare {
+		return nil
+	}
+	l.mu.Lock()
+	c := l.spare
+	l.spare = nil
+	l.mu.Unlock()
+	go l.refill()
+	return c
+}
+
+// refill starts a spare if there is none.
+func (l *Launcher) refill() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.spare != nil {
+		return
+	}
+	c, err := l.start()
+	if err != nil {
+		l.cfg.Logger.Warn("start spare proxy", "err", err)
+		return
+	}
+	l.spare = c
+}
+
+// Warm starts the spare now rather than at the first launch (Spare on).
+func (l *Launcher) Warm() {
+	if l.cfg.Spare {
+		l.refill()
+	}
+}
+
+// Close releases the spare: its stdin closes with no spec, and it exits
+// having held nothing. Launched proxies are not touched (the broker stops
+// its sessions).
+func (l *Launcher) Close() error {
+	l.mu.Lock()
+	c := l.spare
+	l.spare, l.closed = nil, true
+	l.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	c.stdin.Close()
+	done := make(chan error, 1)
+	go func() { _, _ = io.Copy(io.Discard, c.stdout); done <- c.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(l.cfg.Grace):
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	return nil
 }
 
 // minimalEnv passes only what a child needs to find its tools; never secrets.

@@ -292,8 +292,41 @@ func (s *Stack) ProxyMetricsAddr(id string) string {
 }
 
 // ProxyPIDs lists the broker's proxy children (jitgate __proxy) from /proc.
+//
+// Only proxies serving a grant count: those with a recording (.jgr) open.
+// The broker also keeps one spare proxy started ahead, waiting for a spec
+// and holding nothing; SparePIDs lists it.
 func (s *Stack) ProxyPIDs() []int {
-	return Children(s.PID(), "__proxy")
+	var out []int
+	for _, pid := range Children(s.PID(), "__proxy") {
+		if holdsRecording(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// SparePIDs lists the broker's proxies that wait for a spec (no recording open).
+func (s *Stack) SparePIDs() []int {
+	var out []int
+	for _, pid := range Children(s.PID(), "__proxy") {
+		if !holdsRecording(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// holdsRecording reports whether process pid has a recording file open.
+func holdsRecording(pid int) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasSuffix(target, ".jgr") {
+			return true
+		}
+	}
+	return false
 }
 
 // Children lists the processes whose parent is ppid and whose command line
