@@ -110,7 +110,16 @@ func openSpooled(sink Sink, path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record: upload: %w", err)
 	}
-	if err := lockFile(f); err != nil {
+	// A lock can look held for an instant after its holder closed the file:
+	// a process forking at that moment (any exec by the proxy or the broker)
+	// shares the open file, and its lock, until the child execs. A few short
+	// retries tell that from a live proxy, which holds it for its whole life.
+	err = lockFile(f)
+	for i := 0; i < 5 && errors.Is(err, ErrBusy); i++ {
+		time.Sleep(time.Duration(i+1) * 5 * time.Millisecond)
+		err = lockFile(f)
+	}
+	if err != nil {
 		f.Close()
 		if errors.Is(err, ErrBusy) {
 			return nil, fmt.Errorf("record: upload %s: %w", name, ErrBusy)
