@@ -1,7 +1,7 @@
 package mask
 
 import (
-	"bytes"
+	"slices"
 	"sync"
 	"time"
 )
@@ -10,35 +10,61 @@ const (
 	// StreamWindow is the look-ahead and look-behind a Stream keeps: a
 	// secret up to this long is masked even when it arrives split across writes.
 	StreamWindow = 8 << 10
-	// streamMaxHold bounds how much output is held back while no clean cut
-	// point is found; beyond it the held output is masked and sent as is.
+	// streamMaxHold bounds how much output is held back while a match that
+	// may still grow blocks the cut; beyond it the held output is masked with
+	// what is known and sent, and a detector still searching from further back
+	// than this restarts there.
 	streamMaxHold = 1 << 20
 )
 
 // Stream masks a byte stream (command output, an HTTP body) with a carry-over
-// window, for the engines that stream. Output is held back until at least StreamWindow bytes follow it (or the stream ends, or it has
-// been idle for the flush delay, so prompts and slow output still arrive), and
-// is masked together with StreamWindow bytes of what came before: a detector
-// sees every secret of up to StreamWindow bytes whole. A secret split by an idle
-// pause longer than the flush delay is masked only if each part is
-// recognisable on its own.
+// window, for the engines that stream. Output is held back until at least
+// StreamWindow bytes follow it (or the stream ends, or it has been idle for the
+// flush delay, so prompts and slow output still arrive): every secret of up to
+// StreamWindow bytes is seen whole, and the output is what [Masker.Text] makes
+// of the whole stream. A secret split by an idle pause longer than the flush
+// delay is masked from the pause on when the whole is recognised, and before
+// it only if the first part is recognisable on its own.
 //
-// Each secret sent counts once in the Masker's Counts, however many times the
-// overlapping windows rescan it.
+// The stream scans each byte about once: every detector keeps where its next
+// search starts, settled matches are kept until sent, and a search that found
+// nothing resumes only as far back as a match still unseen could begin (a few
+// dozen bytes for the fixed-length detectors, the trailing run of token
+// characters for token prefixes, the window for the others).
+//
+// Each secret sent counts once in the Masker's Counts.
+//
+// out must not keep the slice it is given after it returns: it may be the
+// stream's own buffer.
 type Stream struct {
 	mu    sync.Mutex
 	m     *Masker
 	out   func([]byte) error
 	delay time.Duration
 	timer *time.Timer
-	hist  []byte // already sent, kept as context
-	pend  []byte // not sent yet
 	err   error
 	done  bool
-	spans []span // scratch for scanning the current view (hist+pend)
-	found []span // the view's matches, kept for counting what is sent
-	count bool   // count what is sent in the Masker's Counts (off only in benchmarks' baselines)
+	count bool // count what is sent in the Masker's Counts (off only in benchmarks' baselines)
+
+	buf   []byte      // the stream's bytes [base, base+len(buf))
+	base  int         // stream offset of buf[0]
+	sent  int         // stream offset up to which output was sent
+	det   []streamDet // per detector of m, in order
+	ready []sspan     // settled matches not yet wholly sent, stream offsets
+	view  []sspan     // scratch: ready plus this pass's open matches
+	merge []sspan     // scratch: view sorted and merged
+	outb  []byte      // scratch: masked output
 }
+
+// streamDet is one detector's progress through the stream.
+type streamDet struct {
+	from    int // stream offset its next search starts at
+	counted int // stream offset of the start of its last counted match, -1 if none
+}
+
+// sspan is a match in stream offsets; det indexes m.detectors, -1 when
+// matches of different detectors were merged.
+type sspan struct{ s, e, det int }
 
 // NewStream masks what is written with m and hands it to out. delay > 0
 // flushes held output after that long without writes (prompts, slow output);
@@ -47,7 +73,14 @@ func NewStream(m *Masker, delay time.Duration, out func([]byte) error) *Stream {
 	if m != nil && !m.Enabled() {
 		m = nil
 	}
-	return &Stream{m: m, out: out, delay: delay, count: true}
+	w := &Stream{m: m, out: out, delay: delay, count: true}
+	if m != nil {
+		w.det = make([]streamDet, len(m.detectors))
+		for i := range w.det {
+			w.det[i].counted = -1
+		}
+	}
+	return w
 }
 
 func (w *Stream) Write(p []byte) (int, error) {
@@ -63,11 +96,11 @@ func (w *Stream) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	w.pend = append(w.pend, p...)
+	w.buf = append(w.buf, p...)
 	if err := w.drain(false); err != nil {
 		return 0, err
 	}
-	if w.delay > 0 && len(w.pend) > 0 && !w.done {
+	if w.delay > 0 && w.base+len(w.buf) > w.sent && !w.done {
 		if w.timer == nil {
 			w.timer = time.AfterFunc(w.delay, w.idle)
 		} else {
@@ -112,109 +145,202 @@ func (w *Stream) Abort() {
 	w.done = true
 }
 
-func (w *Stream) emit(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
-	if err := w.out(b); err != nil {
-		w.err = err
-	}
-	return w.err
-}
-
-func sameSlice(a, b []byte) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
-}
-
-// drain sends what can be sent. final sends everything.
+// drain sends what can be sent: everything up to StreamWindow before the end
+// that no unsettled match overlaps. final sends everything.
 func (w *Stream) drain(final bool) error {
-	// Wait for twice the window, so each pass sends at least a window's worth
-	// and rescanning stays linear in the stream length.
-	if len(w.pend) == 0 || !final && len(w.pend) < 2*StreamWindow {
+	end := w.base + len(w.buf)
+	if end == w.sent || !final && end-w.sent <= StreamWindow {
 		return nil
 	}
-	hl := len(w.hist)
-	buf := make([]byte, 0, hl+len(w.pend))
-	buf = append(append(buf, w.hist...), w.pend...)
-	end := len(buf) - StreamWindow
-	if final {
-		end = len(buf)
+	if end-w.sent > streamMaxHold {
+		final = true // held too long behind a growing match: send what is known
 	}
-	if end <= hl {
-		return nil
-	}
-	w.spans = w.m.scan(buf, w.spans[:0])
-	w.found = append(w.found[:0], w.spans...) // apply sorts and merges spans
-	m := w.m.apply(buf, w.spans)
-	if sameSlice(m, buf) { // nothing to mask anywhere in view
-		if err := w.emit(buf[hl:end]); err != nil {
-			return err
-		}
-		w.advance(buf, end)
-		return nil
-	}
-	tl := w.m.masked(buf[:hl])
-	// Try the farthest cut first, then line and word boundaries before it.
-	cuts := []int{end}
-	if !final {
-		if i := bytes.LastIndexByte(buf[hl:end], '\n'); i >= 0 {
-			cuts = append(cuts, hl+i+1)
-		}
-		if i := bytes.LastIndexAny(buf[hl:end], " \t"); i >= 0 {
-			cuts = append(cuts, hl+i+1)
-		}
-	}
-	for _, cut := range cuts {
-		a := m
-		if cut != len(buf) {
-			a = w.m.masked(buf[:cut])
-		}
-		if bytes.HasPrefix(m, a) && bytes.HasPrefix(a, tl) {
-			if err := w.emit(a[len(tl):]); err != nil {
-				return err
+	settle := end - StreamWindow // a match ending by here cannot change any more
+	w.view = w.view[:0]
+	for i, d := range w.m.detectors {
+		st := &w.det[i]
+		from, open := st.from, false
+		for from < end {
+			s, e, ok := d.find(w.buf, from-w.base)
+			if !ok {
+				if !open {
+					st.from = max(st.from, w.restart(d.name, end))
+				}
+				break
 			}
-			w.counted(hl, cut)
-			w.advance(buf, cut)
-			return nil
+			if e <= s { // a finder bug must not loop or leak: mask the byte
+				e = s + 1
+			}
+			sp := sspan{s + w.base, e + w.base, i}
+			from = sp.e
+			if open || sp.e > settle {
+				// Open: more input may change it, so it is searched for
+				// again from the same place next time. Only a final pass
+				// sends it, and the matches after it.
+				w.view = append(w.view, sp)
+				open = true
+				if !final {
+					break
+				}
+				continue
+			}
+			w.ready = append(w.ready, sp)
+			st.from = sp.e
 		}
 	}
-	if final || len(w.pend) > streamMaxHold {
-		var err error
-		if bytes.HasPrefix(m, tl) {
-			err = w.emit(m[len(tl):])
-			w.counted(hl, len(buf))
-		} else if w.count {
-			err = w.emit(w.m.Text(w.pend))
-		} else {
-			err = w.emit(w.m.masked(w.pend))
+	w.view = append(w.view, w.ready...)
+	w.merged()
+
+	cut := end
+	if !final {
+		cut = settle
+		for _, sp := range w.merge {
+			// Never cut a match short, unless it is longer than the window
+			// already: then its first part is sent masked as far as it goes.
+			if sp.s < cut && cut < sp.e && cut-sp.s < StreamWindow {
+				cut = sp.s
+				break
+			}
 		}
-		if err != nil {
+	}
+	if cut > w.sent {
+		if err := w.send(cut); err != nil {
 			return err
 		}
-		w.advance(buf, len(buf))
 	}
+	w.trim()
 	return nil
 }
 
-// counted counts the matches of the current view that start in [from, to),
-// the part just sent: a match starting in what was sent before was counted
-// then, one starting later is counted when its part is sent.
-func (w *Stream) counted(from, to int) {
-	if !w.count {
+// merged sorts and merges w.view into w.merge as Text's apply does.
+func (w *Stream) merged() {
+	w.merge = append(w.merge[:0], w.view...)
+	if len(w.merge) == 0 {
 		return
 	}
-	for _, sp := range w.found {
-		if from <= sp.s && sp.s < to {
-			sp.d.count.Add(1)
+	slices.SortFunc(w.merge, func(a, b sspan) int {
+		if a.s != b.s {
+			return a.s - b.s
 		}
+		return b.e - a.e
+	})
+	out := w.merge[:1]
+	for _, sp := range w.merge[1:] {
+		last := &out[len(out)-1]
+		if sp.s < last.e {
+			if sp.e > last.e {
+				last.e = sp.e
+			}
+			if sp.det != last.det {
+				last.det = -1
+			}
+			continue
+		}
+		out = append(out, sp)
+	}
+	w.merge = out
+}
+
+// send masks and sends [w.sent, cut), counts the matches starting before cut
+// that were not counted yet, and forgets the settled matches sent whole.
+func (w *Stream) send(cut int) error {
+	part := w.buf[w.sent-w.base : cut-w.base]
+	o := w.outb[:0]
+	prev := w.sent
+	masked := false
+	for _, sp := range w.merge {
+		s, e := max(sp.s, w.sent), min(sp.e, cut)
+		if s >= e {
+			continue
+		}
+		if !masked {
+			o = slices.Grow(o, len(part)+64)
+			masked = true
+		}
+		o = append(o, w.buf[prev-w.base:s-w.base]...)
+		var d *detector
+		if sp.det >= 0 {
+			d = w.m.detectors[sp.det]
+		}
+		o = w.m.maskSpan(o, w.buf[s-w.base:e-w.base], d)
+		prev = e
+	}
+	if masked {
+		o = append(o, w.buf[prev-w.base:cut-w.base]...)
+		part = o
+		w.outb = o[:0]
+	}
+	if err := w.out(part); err != nil {
+		w.err = err
+		return err
+	}
+	if w.count {
+		for _, sp := range w.view {
+			if st := &w.det[sp.det]; sp.s < cut && sp.s > st.counted {
+				st.counted = sp.s
+				w.m.detectors[sp.det].count.Add(1)
+			}
+		}
+	}
+	keep := w.ready[:0]
+	for _, sp := range w.ready {
+		if sp.e > cut {
+			keep = append(keep, sp)
+		}
+	}
+	w.ready = keep
+	w.sent = cut
+	return nil
+}
+
+// trim drops the bytes no search and no send needs any more: everything
+// more than StreamWindow before both the send point and every detector's
+// next search (a match may look back that far, for a hint or an e-mail's
+// local part).
+func (w *Stream) trim() {
+	keep := w.sent
+	for i := range w.det {
+		st := &w.det[i]
+		if st.from < w.sent-streamMaxHold {
+			// A match open for longer than the hold limit is given up on: its
+			// search restarts at what was sent.
+			st.from = w.sent
+		}
+		keep = min(keep, st.from)
+	}
+	keep -= StreamWindow
+	if dead := keep - w.base; dead > 0 && dead >= len(w.buf)-dead {
+		w.buf = append(w.buf[:0], w.buf[dead:]...)
+		w.base = keep
 	}
 }
 
-func (w *Stream) advance(buf []byte, cut int) {
-	sent := buf[:cut]
-	if len(sent) > StreamWindow {
-		sent = sent[len(sent)-StreamWindow:]
+// restart returns the stream offset a detector that found nothing from its
+// last search point (with end the end of the stream so far) searches from
+// next time: the earliest a match it has not seen yet can start. A match it
+// would find in what is buffered ends before end, so only one that runs into
+// bytes still to come is unseen; how far back that can start is known per
+// detector, and is the window for those whose matches have no length limit.
+func (w *Stream) restart(name string, end int) int {
+	switch name {
+	case DetectCreditCard, DetectUSSSN, DetectAWSAccessKey:
+		// At most 19 digits and 18 separators, 11 bytes, 20 bytes; plus the
+		// byte after, that must not extend them.
+		return max(end-64, w.base)
+	case DetectIBAN, DetectAWSSecretKey:
+		// At most 34 characters and 30 single spaces; exactly 40 characters;
+		// plus the byte after.
+		return max(end-128, w.base)
+	case DetectTokenPrefix:
+		// Prefix and body are token characters, so an unseen match starts in
+		// the run of them that the buffer ends with.
+		b := w.buf
+		i := len(b)
+		lo := max(0, len(b)-StreamWindow)
+		for i > lo && class[b[i-1]]&(clAlnum|clURL) != 0 {
+			i--
+		}
+		return w.base + i
 	}
-	w.hist = append(w.hist[:0], sent...)
-	w.pend = append(w.pend[:0], buf[cut:]...)
+	return max(end-StreamWindow, w.base)
 }
