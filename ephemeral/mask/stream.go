@@ -51,7 +51,8 @@ type Stream struct {
 	sent  int         // stream offset up to which output was sent
 	det   []streamDet // per detector of m, in order
 	ready []sspan     // settled matches not yet wholly sent, stream offsets
-	view  []sspan     // scratch: ready plus this pass's open matches
+	open  []sspan     // scratch: this pass's open matches
+	view  []sspan     // scratch: ready then open, in each detector's order
 	merge []sspan     // scratch: view sorted and merged
 	outb  []byte      // scratch: masked output
 }
@@ -156,7 +157,7 @@ func (w *Stream) drain(final bool) error {
 		final = true // held too long behind a growing match: send what is known
 	}
 	settle := end - StreamWindow // a match ending by here cannot change any more
-	w.view = w.view[:0]
+	w.open = w.open[:0]
 	for i, d := range w.m.detectors {
 		st := &w.det[i]
 		from, open := st.from, false
@@ -177,7 +178,7 @@ func (w *Stream) drain(final bool) error {
 				// Open: more input may change it, so it is searched for
 				// again from the same place next time. Only a final pass
 				// sends it, and the matches after it.
-				w.view = append(w.view, sp)
+				w.open = append(w.open, sp)
 				open = true
 				if !final {
 					break
@@ -188,7 +189,9 @@ func (w *Stream) drain(final bool) error {
 			st.from = sp.e
 		}
 	}
-	w.view = append(w.view, w.ready...)
+	// Each detector's matches in the order found, so counting sees their
+	// starts rising.
+	w.view = append(append(w.view[:0], w.ready...), w.open...)
 	w.merged()
 
 	cut := end
