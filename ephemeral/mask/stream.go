@@ -322,28 +322,47 @@ func (w *Stream) trim() {
 // last search point (with end the end of the stream so far) searches from
 // next time: the earliest a match it has not seen yet can start. A match it
 // would find in what is buffered ends before end, so only one that runs into
-// bytes still to come is unseen; how far back that can start is known per
-// detector, and is the window for those whose matches have no length limit.
+// bytes still to come is unseen, and how far back that one can start is known
+// per detector. Nothing is searched from further back than the window.
 func (w *Stream) restart(name string, end int) int {
+	lo := max(end-StreamWindow, w.base)
 	switch name {
 	case DetectCreditCard, DetectUSSSN, DetectAWSAccessKey:
 		// At most 19 digits and 18 separators, 11 bytes, 20 bytes; plus the
 		// byte after, that must not extend them.
-		return max(end-64, w.base)
-	case DetectIBAN, DetectAWSSecretKey:
-		// At most 34 characters and 30 single spaces; exactly 40 characters;
-		// plus the byte after.
-		return max(end-128, w.base)
+		return max(end-64, lo)
+	case DetectIBAN, DetectAWSSecretKey, DetectPEMPrivateKey:
+		// At most 34 characters and 30 single spaces; exactly 40
+		// characters; a BEGIN line of at most 96 bytes (a key whose BEGIN
+		// line is complete is found, open, while its END line is missing).
+		return max(end-128, lo)
 	case DetectTokenPrefix:
-		// Prefix and body are token characters, so an unseen match starts in
-		// the run of them that the buffer ends with.
-		b := w.buf
-		i := len(b)
-		lo := max(0, len(b)-StreamWindow)
-		for i > lo && class[b[i-1]]&(clAlnum|clURL) != 0 {
+		// Prefix and body are token characters: an unseen match starts in
+		// the run of them the buffer ends with.
+		return w.trailing(lo, clAlnum|clURL, false)
+	case DetectJWT:
+		// So do header, payload and signature, with their dots.
+		return w.trailing(lo, clAlnum|clURL, true)
+	case DetectEmail:
+		// An unseen address has its '@' not yet here or right before the
+		// run of domain characters the buffer ends with (the local part
+		// before it is found from the '@', wherever the search starts).
+		i := w.trailing(lo, clAlnum|clDomain, true)
+		if i > lo && w.buf[i-1-w.base] == '@' {
 			i--
 		}
-		return w.base + i
+		return i
 	}
-	return max(end-StreamWindow, w.base)
+	return lo
+}
+
+// trailing returns the stream offset where the run of bytes of the classes
+// cl (and '.', if dot) that the buffer ends with starts, lo at the earliest.
+func (w *Stream) trailing(lo int, cl uint8, dot bool) int {
+	b := w.buf
+	i, stop := len(b), lo-w.base
+	for i > stop && (class[b[i-1]]&cl != 0 || dot && b[i-1] == '.') {
+		i--
+	}
+	return w.base + i
 }

@@ -5,7 +5,8 @@ import (
 )
 
 // BenchmarkStream is the stream masker over the 1 MiB mixed corpus in the
-// write sizes the engines see (4 KiB, 32 KiB, 256 KiB), next to Text over the
+// write sizes the engines see (4 KiB, 32 KiB, 256 KiB; 64 B for interactive
+// output), next to Text over the
 // whole input and the equivalent Go regexps (find only, no masking):
 //
 //	go test -run '^$' -bench '^BenchmarkStream$' -benchtime 20x ./ephemeral/mask/
@@ -37,7 +38,7 @@ func BenchmarkStream(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		size int
-	}{{"stream/4KiB", 4 << 10}, {"stream/32KiB", 32 << 10}, {"stream/256KiB", 256 << 10}} {
+	}{{"stream/64B", 64}, {"stream/4KiB", 4 << 10}, {"stream/32KiB", 32 << 10}, {"stream/256KiB", 256 << 10}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(in)))
 			b.ReportAllocs()

@@ -254,3 +254,39 @@ func FuzzStreamEqualsText(f *testing.F) {
 		}
 	})
 }
+
+// Secrets close to the window's length, cut anywhere, come out as Text makes
+// of the whole: the searches that resume near the end of what arrived
+// (trailing token, JWT and domain runs) find them.
+func TestStreamLongSecretsSplit(t *testing.T) {
+	t.Parallel()
+	rep := func(s string, n int) string { return strings.Repeat(s, n/len(s)) }
+	secrets := map[string]string{
+		"jwt":   "eyJhbGciOiJIUzI1NiJ9." + rep("eyJzdWIiOiIxIn0", 6000) + ".c2ln",
+		"email": rep("first.last", 3000) + "@" + rep("sub-domain.", 3000) + "example.com",
+		"token": "ghp_" + rep("abcDEF0123", 7000),
+		"pem":   "-----BEGIN RSA PRIVATE KEY-----\n" + rep("MIIEowIBAAKCAQEA\n", 7000) + "-----END RSA PRIVATE KEY-----",
+		"aws":   "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+	}
+	sizes := []int{13, 1000, 4096, StreamWindow - 1}
+	if !testing.Short() {
+		sizes = append(sizes, 1)
+	}
+	for name, secret := range secrets {
+		in := []byte(rep("some text, ", 9000) + " " + secret + " " + rep("more text. ", 9000) + secret + "\n")
+		want := newAll(t, StyleFull)
+		wantOut := want.Text(in)
+		if bytes.Equal(wantOut, in) {
+			t.Fatalf("%s: Text masks nothing", name)
+		}
+		for _, n := range sizes {
+			m := newAll(t, StyleFull)
+			if got := streamChunks(t, m, in, []int{n}); !bytes.Equal(got, wantOut) {
+				t.Errorf("%s in writes of %d: output differs from Text", name, n)
+			}
+			if g, w := fmt.Sprint(m.Counts()), fmt.Sprint(want.Counts()); g != w {
+				t.Errorf("%s in writes of %d: counts %s, Text %s", name, n, g, w)
+			}
+		}
+	}
+}
