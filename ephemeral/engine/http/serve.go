@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jitgate/jitgate/ephemeral/engine/internal/oneconn"
 	"github.com/jitgate/jitgate/ephemeral/record"
 )
 
@@ -21,7 +22,7 @@ import (
 // in flight are closed.
 func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 	id := int(e.conns.Add(1))
-	ln := newOneConnListener(client)
+	ln := oneconn.New(client)
 	var inflight gate
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +48,7 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case err == nil, errors.Is(err, http.ErrServerClosed), errors.Is(err, errConnDone):
+	case err == nil, errors.Is(err, http.ErrServerClosed), errors.Is(err, oneconn.ErrDone):
 		return nil
 	}
 	return fmt.Errorf("http: serve: %w", err)
@@ -255,70 +256,4 @@ func (g *gate) closeAndWait() {
 	for g.n > 0 {
 		g.cond.Wait()
 	}
-}
-
-// errConnDone ends http.Server.Serve once the one connection closed.
-var errConnDone = errors.New("http: connection done")
-
-// oneConnListener hands out one connection, then waits until it is closed.
-type oneConnListener struct {
-	mu     sync.Mutex
-	conn   net.Conn
-	done   chan struct{}
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newOneConnListener(c net.Conn) *oneConnListener {
-	l := &oneConnListener{done: make(chan struct{}), closed: make(chan struct{})}
-	l.conn = &notifyConn{Conn: c, done: l.done}
-	return l
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	c := l.conn
-	l.conn = nil
-	l.mu.Unlock()
-	if c != nil {
-		return c, nil
-	}
-	select {
-	case <-l.done:
-		return nil, errConnDone
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	l.mu.Lock()
-	c := l.conn
-	l.conn = nil
-	l.mu.Unlock()
-	if c != nil {
-		return c.Close() // never accepted
-	}
-	return nil
-}
-
-func (l *oneConnListener) Addr() net.Addr { return addrOf{} }
-
-type addrOf struct{}
-
-func (addrOf) Network() string { return "tcp" }
-func (addrOf) String() string  { return "jitgate-http-conn" }
-
-// notifyConn closes done when the server closes the connection.
-type notifyConn struct {
-	net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func (c *notifyConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { close(c.done) })
-	return err
 }

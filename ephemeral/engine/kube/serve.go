@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jitgate/jitgate/ephemeral/engine/internal/oneconn"
 	"github.com/jitgate/jitgate/ephemeral/mask"
 	"github.com/jitgate/jitgate/ephemeral/record"
 )
@@ -42,7 +43,7 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 		return fmt.Errorf("kube: tls handshake: %w", err)
 	}
 	_ = client.SetDeadline(time.Time{})
-	ln := newOneConnListener(tc)
+	ln := oneconn.New(tc)
 	var wg sync.WaitGroup
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,9 +64,9 @@ func (e *Engine) Serve(ctx context.Context, client net.Conn) error {
 	cancel()
 	wg.Wait()
 	switch {
-	case ctx.Err() != nil && !errors.Is(err, errConnDone):
+	case ctx.Err() != nil && !errors.Is(err, oneconn.ErrDone):
 		return nil
-	case err == nil, errors.Is(err, http.ErrServerClosed), errors.Is(err, errConnDone), errors.Is(err, net.ErrClosed):
+	case err == nil, errors.Is(err, http.ErrServerClosed), errors.Is(err, oneconn.ErrDone), errors.Is(err, net.ErrClosed):
 		return nil
 	}
 	return fmt.Errorf("kube: serve: %w", err)
@@ -325,67 +326,6 @@ func clean(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// errConnDone ends http.Server.Serve once the one connection closed.
-var errConnDone = errors.New("kube: connection done")
-
-// oneConnListener hands out one connection, then waits until it is closed.
-type oneConnListener struct {
-	mu     sync.Mutex
-	conn   net.Conn
-	done   chan struct{}
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newOneConnListener(c net.Conn) *oneConnListener {
-	l := &oneConnListener{done: make(chan struct{}), closed: make(chan struct{})}
-	l.conn = &notifyConn{Conn: c, done: l.done}
-	return l
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	c := l.conn
-	l.conn = nil
-	l.mu.Unlock()
-	if c != nil {
-		return c, nil
-	}
-	select {
-	case <-l.done:
-		return nil, errConnDone
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	l.mu.Lock()
-	c := l.conn
-	l.conn = nil
-	l.mu.Unlock()
-	if c != nil {
-		return c.Close()
-	}
-	return nil
-}
-
-func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
-
-// notifyConn closes done when the connection is closed.
-type notifyConn struct {
-	net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func (c *notifyConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { close(c.done) })
-	return err
 }
 
 // maxPodList bounds a pod list the proxy filters in memory.
