@@ -346,7 +346,12 @@ func (c *conn) upstreamToClient(ctx context.Context) error {
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				_ = c.cw.flush()
-				if !c.terminated.Load() && (c.upFatal == "" || shutdownCode(c.upFatal)) {
+				if c.terminated.Load() {
+					// The client said goodbye: the upstream closing is expected,
+					// not an error to tell it or to record.
+					return io.EOF
+				}
+				if c.upFatal == "" || shutdownCode(c.upFatal) {
 					// Shut down, or gone without a word: not this connection's own end.
 					err = fmt.Errorf("%w: %w", ErrTargetLost, err)
 				}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jitgate/jitgate/ephemeral/engine/postgres"
+	"github.com/jitgate/jitgate/ephemeral/record"
 	"github.com/jitgate/jitgate/ephemeral/spec"
 )
 
@@ -100,6 +101,21 @@ func TestTargetLost(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close(ctx)
+		}
+		// Nor is it an error in the recording (replays showed a spurious
+		// "08006 the target database closed the connection" after exec runs).
+		ex := startProxy(t, opts{access: spec.Read, op: "SELECT 1"})
+		for range 20 {
+			if _, err := ex.eng.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, pp := range []*proxy{p, ex} {
+			for _, ev := range pp.events(t) {
+				if ev.Type == record.Error {
+					t.Errorf("recording holds an error after clients left normally: %s", ev.Error)
+				}
+			}
 		}
 		for _, err := range p.serveErrs(t, n) {
 			if errors.Is(err, postgres.ErrTargetLost) {
